@@ -1,0 +1,589 @@
+"""Command line: argument parsing, logging, exit codes, the background daemon handshake.
+
+Bad input gets one line on stderr (`mastfs: error: ...`) and a non-zero exit, never a traceback:
+exit 2 for usage errors, 1 for everything that failed at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from mastfs import __version__
+
+log = logging.getLogger("mastfs")
+
+DEFAULT_SERVER = "https://mast.stsci.edu"
+MAST_TOKEN_ENV = "MAST_API_TOKEN"
+SERVER_ENV = "MASTFS_SERVER"
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_ANGLE_UNITS = {
+    "": 1.0, "d": 1.0, "deg": 1.0, "°": 1.0,
+    "m": 1 / 60, "arcmin": 1 / 60, "'": 1 / 60,
+    "s": 1 / 3600, "arcsec": 1 / 3600, '"': 1 / 3600,
+}  # fmt: skip
+
+
+class UsageError(Exception):
+    """Bad input: exit 2 with this one line."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"mastfs: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# -- value parsers -----------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """`50G`, `512M`, `1.5T`, `1048576` -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 500M, 50G, 2T)")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
+
+
+def parse_radius(text: str) -> float:
+    """`1m` (arcmin), `30s` (arcsec), `0.02deg`, `0.1` (degrees) -> degrees."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(deg|arcmin|arcsec|d|m|s|°|'|\")?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"invalid radius {text!r} (examples: 1m = 1 arcmin, 30s = 30 arcsec, 0.02deg)"
+        )
+    return float(m.group(1)) * _ANGLE_UNITS[m.group(2) or ""]
+
+
+def parse_criterion(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(
+            f"invalid criterion {text!r}: expected COLUMN=VALUE (e.g. t_exptime=100..500)"
+        )
+    return key.strip(), value.strip()
+
+
+def _split(values: Sequence[str] | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values or ():
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return tuple(out)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def _add_query_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("query (at least one)")
+    g.add_argument("--program", "-p", action="append", metavar="ID[,ID...]",
+                   help="proposal / program ID(s), e.g. 2734")
+    g.add_argument("--target", metavar="NAME", help="target name, resolved by the archive")
+    g.add_argument("--radius", type=parse_radius, default=0.2, metavar="ANGLE",
+                   help="search radius around --target: 1m, 30s, 0.02deg (default 0.2deg)")
+    g.add_argument("--collection", action="append", metavar="NAME", help="mission, e.g. JWST, HST")
+    g.add_argument("--instrument", action="append", metavar="NAME", help="e.g. NIRISS/SOSS, MIRI*")
+    g.add_argument("--filters", action="append", metavar="NAME", help="e.g. F770W")
+    g.add_argument("--criteria", action="append", type=parse_criterion, metavar="KEY=VALUE",
+                   help="any Mast.Caom.Filtered column; MIN..MAX for ranges (repeatable)")  # fmt: skip
+
+
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "selection (as the MAST Portal's download overlay: values OR-ed, kinds AND-ed)"
+    )
+    quick = g.add_mutually_exclusive_group()
+    quick.add_argument("--all", dest="quick", action="store_const", const="all",
+                       help="everything except JWST guide-star files (default)")
+    quick.add_argument("--recommended", dest="quick", action="store_const", const="recommended",
+                       help="Minimum Recommended Products only")
+    g.add_argument("--level", action="append", metavar="L[,L...]",
+                   help="product level: JWST 1b 2a 2b 3 4; HST 1 2 3")
+    g.add_argument("--group", action="append", metavar="G[,G...]",
+                   help="product group / suffix: UNCAL, CAL, RATEINTS, X1DINTS, I2D, ASN, ...")
+    g.add_argument("--category", action="append", metavar="C[,C...]",
+                   help="SCIENCE, AUXILIARY, INFO, PREVIEW, CATALOG, CALIBRATION")
+    g.add_argument("--extension", action="append", metavar="EXT[,EXT...]",
+                   help="file extension: fits, jpg, png, csv, ecsv, json, ...")
+    g.add_argument("--guide-stars", action="store_true", help="add JWST guide-star files")
+    g.add_argument("--regex", action="append", metavar="PATTERN",
+                   help="keep file names matching a JavaScript regex (/pattern/i form accepted)")
+    g.add_argument("--exclude-regex", action="append", metavar="PATTERN",
+                   help="drop file names matching a JavaScript regex")
+    g.add_argument("--public-only", action="store_true", help="drop exclusive-access products")  # fmt: skip
+
+
+def _add_archive_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("archive")
+    g.add_argument("--server", metavar="URL",
+                   help=f"MAST base URL (env {SERVER_ENV}; default {DEFAULT_SERVER})")
+    g.add_argument("--token-file", type=Path, metavar="FILE",
+                   help=f"file holding a MAST API token (else env {MAST_TOKEN_ENV})")
+    g.add_argument("--cache-dir", type=Path, metavar="DIR",
+                   help="persistent cache (default $XDG_CACHE_HOME/mastfs)")  # fmt: skip
+
+
+def _add_mount_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mount")
+    g.add_argument("--layout", choices=("nested", "flat"), default="nested",
+                   help="nested: MISSION/DATASET/FILE (default); flat: every file at the root")
+    g.add_argument("--cache-size", type=parse_size, default=parse_size("50G"), metavar="SIZE",
+                   help="bound of the disk cache, e.g. 50G (default)")
+    g.add_argument("--readahead-kb", type=int, default=1024, metavar="KB",
+                   help="kernel readahead for the mount, needs root (default 1024; 0 = leave)")
+    g.add_argument("--allow-other", action="store_true", help="let other users see the mount")
+    g.add_argument("-f", "--foreground", action="store_true",
+                   help="stay in the foreground and log to stderr")
+    g.add_argument("--debug", action="store_true", help="verbose logging")
+    g.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mastfs",
+        description="Mount a MAST archive query as a read-only filesystem. Files appear at once; "
+        "only the bytes you read are fetched, into a persistent disk cache.",
+        epilog="Examples:\n"
+        "  mastfs mount --program 2734 ~/mast/2734\n"
+        "  mastfs mount --program 1558 --level 3 --extension fits --layout flat ~/mast/1558\n"
+        "  mastfs select ~/mast/2734 --group X1DINTS,CAL\n"
+        "  mastfs ls --program 2734 --recommended\n"
+        "  mastfs umount ~/mast/2734\n"
+        "  mastfs demo ~/mast/demo      # built-in archive simulator, no network needed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mastfs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    m = sub.add_parser("mount", help="mount a query", description="Mount a MAST query.")
+    _add_query_args(m)
+    _add_selection_args(m)
+    _add_archive_args(m)
+    _add_mount_args(m)
+    m.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+
+    d = sub.add_parser(
+        "demo",
+        help="mount program 2734 from the built-in archive simulator",
+        description="Start the built-in MAST archive simulator inside the mount process and "
+        "mount its JWST program 2734 (NIRISS/SOSS time series). No network needed.",
+    )
+    _add_selection_args(d)
+    d.add_argument("--cache-dir", type=Path, metavar="DIR", help="persistent cache directory")
+    _add_mount_args(d)
+    d.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+
+    u = sub.add_parser("umount", help="unmount and stop the mount process")
+    u.add_argument("--lazy", "-z", action="store_true", help="detach even if busy")
+    u.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+
+    s = sub.add_parser(
+        "select",
+        help="change a running mount's selection",
+        description="Change the selection of a running mount without remounting: the tree, "
+        "selection.csv and manifest.html change together; open files stay readable. "
+        "Without selection options, print the current selection.",
+    )
+    _add_selection_args(s)
+    s.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+
+    ls = sub.add_parser("ls", help="print a query's selection without mounting")
+    _add_query_args(ls)
+    _add_selection_args(ls)
+    _add_archive_args(ls)
+    ls.add_argument("--layout", choices=("nested", "flat"), default="nested",
+                    help="paths in the CSV's Path column")  # fmt: skip
+    ls.add_argument("--csv", action="store_true", help="print selection.csv instead of a table")
+
+    sub.add_parser("sim", help="run the MAST archive simulator", add_help=False)
+    return parser
+
+
+# -- argument -> domain ------------------------------------------------------------------------
+
+
+def selection_from_args(args: argparse.Namespace) -> object:
+    from mastfs.selection import Selection, SelectionError
+
+    try:
+        return Selection.build(
+            quick=args.quick or "all",
+            levels=_split(args.level),
+            groups=_split(args.group),
+            categories=_split(args.category),
+            extensions=_split(args.extension),
+            guide_stars=args.guide_stars,
+            regex=tuple(args.regex or ()),
+            exclude_regex=tuple(args.exclude_regex or ()),
+            public_only=args.public_only,
+        )
+    except SelectionError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _has_selection_args(args: argparse.Namespace) -> bool:
+    return bool(
+        args.quick or args.level or args.group or args.category or args.extension
+        or args.guide_stars or args.regex or args.exclude_regex or args.public_only
+    )  # fmt: skip
+
+
+def query_from_args(args: argparse.Namespace) -> object:
+    from mastfs.archive import Query
+
+    query = Query(
+        programs=_split(args.program),
+        target=args.target,
+        radius_deg=args.radius,
+        collection=_split(args.collection),
+        instrument=_split(args.instrument),
+        filters=_split(args.filters),
+        criteria=tuple(args.criteria or ()),
+    )
+    if query.is_empty():
+        raise UsageError(
+            "no query given: use --program, --target, --collection, --instrument, "
+            "--filters or --criteria"
+        )
+    return query
+
+
+def server_from_args(args: argparse.Namespace) -> str:
+    server = (args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", server):
+        raise UsageError(f"invalid server URL {server!r} (expected http(s)://host[:port])")
+    return server
+
+
+def token_from_args(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from exc
+        if not token:
+            raise UsageError(f"token file {args.token_file} is empty")
+        return token
+    return os.environ.get(MAST_TOKEN_ENV) or None
+
+
+def cache_dir_from_args(args: argparse.Namespace) -> Path:
+    if args.cache_dir is not None:
+        return Path(os.path.abspath(args.cache_dir))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "mastfs"
+
+
+def setup_logging(debug: bool, stream: object = None) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=stream or sys.stderr,  # type: ignore[arg-type]
+        force=True,
+    )
+    for noisy in ("httpx", "httpcore", "astroquery", "astropy", "urllib3", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+class _PrintReporter:
+    def progress(self, text: str) -> None:
+        print(f"mastfs: {text}", file=sys.stderr, flush=True)
+
+    def warning(self, text: str) -> None:
+        print(f"mastfs: warning: {text}", file=sys.stderr, flush=True)
+
+    def ready(self, text: str) -> None:
+        print(f"mastfs: {text}", file=sys.stderr, flush=True)
+
+
+class _PipeReporter:
+    """The daemon's side of the readiness pipe: one tagged line per event."""
+
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", buffering=1)
+
+    def _send(self, tag: str, text: str) -> None:
+        try:
+            self._out.write(f"{tag} {' '.join(text.split())}\n")
+            self._out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def progress(self, text: str) -> None:
+        log.info("%s", text)
+        self._send("P", text)
+
+    def warning(self, text: str) -> None:
+        log.warning("%s", text)
+        self._send("W", text)
+
+    def ready(self, text: str) -> None:
+        log.info("%s", text)
+        self._send("R", text)
+        self.close()
+
+    def error(self, text: str) -> None:
+        self._send("E", text)
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._out.close()
+        except OSError:
+            pass
+
+
+def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
+    from mastfs.mount import MountError, MountOptions, check_cache_dir, check_mountpoint
+
+    selection = selection_from_args(args)
+    if demo:
+        from mastfs.archive import Query
+
+        query: object = Query(programs=("2734",))
+        server, token = "http://127.0.0.1", None
+    else:
+        query = query_from_args(args)
+        server, token = server_from_args(args), token_from_args(args)
+    cache_dir = cache_dir_from_args(args)
+    if args.ready_fd is None:
+        # Checks the user gets at once, before anything is spawned.
+        try:
+            check_mountpoint(args.mountpoint)
+            check_cache_dir(cache_dir)
+        except MountError as exc:
+            fail(str(exc))
+        if not args.foreground:
+            return _spawn_daemon(args, cache_dir)
+
+    opts = MountOptions(
+        mountpoint=Path(os.path.abspath(args.mountpoint)),
+        query=query,  # type: ignore[arg-type]
+        selection=selection,  # type: ignore[arg-type]
+        server=server,
+        layout=args.layout,
+        cache_dir=cache_dir,
+        cache_size=args.cache_size,
+        token=token,
+        readahead_kb=args.readahead_kb,
+        allow_other=args.allow_other,
+        debug=args.debug,
+        embedded_sim=demo,
+    )
+    reporter: _PrintReporter | _PipeReporter
+    if args.ready_fd is not None:
+        reporter = _PipeReporter(args.ready_fd)
+        setup_logging(args.debug)
+    else:
+        reporter = _PrintReporter()
+        setup_logging(args.debug)
+    import trio
+
+    from mastfs.mount import serve
+
+    try:
+        trio.run(serve, opts, reporter)
+    except MountError as exc:
+        if isinstance(reporter, _PipeReporter):
+            reporter.error(str(exc))
+        fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        log.exception("mount failed")
+        message = f"mount failed: {exc}"
+        if isinstance(reporter, _PipeReporter):
+            reporter.error(message)
+        fail(message)
+    return 0
+
+
+def _log_path(cache_dir: Path, mountpoint: Path) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:12]
+    path = cache_dir / "logs" / f"mount-{digest}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _spawn_daemon(args: argparse.Namespace, cache_dir: Path) -> int:
+    """Run the mount in a detached child; return once it is ready or has failed."""
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "mastfs", *sys.argv[1:], "--foreground", "--ready-fd",
+            str(write_fd)]  # fmt: skip
+    log_path = _log_path(cache_dir, args.mountpoint)
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            close_fds=True,
+        )
+    os.close(write_fd)
+    outcome = None
+    with os.fdopen(read_fd) as pipe:
+        for line in pipe:
+            tag, _, text = line.rstrip("\n").partition(" ")
+            if tag == "P":
+                print(f"mastfs: {text}", file=sys.stderr, flush=True)
+            elif tag == "W":
+                print(f"mastfs: warning: {text}", file=sys.stderr, flush=True)
+            elif tag == "R":
+                print(f"mastfs: {text}", flush=True)
+                outcome = 0
+            elif tag == "E":
+                print(f"mastfs: error: {text}", file=sys.stderr, flush=True)
+                outcome = 1
+    if outcome is None:
+        code = child.wait()
+        fail(f"the mount process exited ({code}) before the mount was ready; log: {log_path}")
+    if outcome:
+        child.wait(timeout=30)
+    return outcome
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    from mastfs.mount import is_mastfs_mount, pidfile_for
+
+    mountpoint = Path(os.path.abspath(args.mountpoint))
+    if not is_mastfs_mount(mountpoint):
+        fail(f"{args.mountpoint} is not a mastfs mount")
+    pidfile = pidfile_for(mountpoint)
+    try:
+        pid: int | None = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    tool = shutil.which("fusermount3") or shutil.which("fusermount") or "umount"
+    cmd = [tool, "-u", *(["-z"] if args.lazy else []), str(mountpoint)]
+    if tool == "umount":
+        cmd = ["umount", *(["-l"] if args.lazy else []), str(mountpoint)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        text = reason[-1] if reason else f"{tool} exited {done.returncode}"
+        if "busy" in text.lower():
+            fail(f"{args.mountpoint} is busy (a process is using it); close it or use --lazy")
+        fail(f"cannot unmount {args.mountpoint}: {text}")
+    if pid is not None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            fail(f"unmounted, but the mount process {pid} has not exited")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return status != "Z"
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from mastfs.mount import is_mastfs_mount
+
+    mountpoint = Path(os.path.abspath(args.mountpoint))
+    if not is_mastfs_mount(mountpoint):
+        fail(f"{args.mountpoint} is not a mastfs mount")
+    if _has_selection_args(args):
+        selection = selection_from_args(args)
+        try:
+            os.setxattr(mountpoint, "user.mastfs.selection", selection.to_json().encode())  # type: ignore[attr-defined]
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                fail("the mount rejected the selection")
+            fail(f"cannot change the selection of {args.mountpoint}: {exc.strerror}")
+    else:
+        current = os.getxattr(mountpoint, "user.mastfs.selection").decode()
+        print(f"selection: {current}")
+    print(os.getxattr(mountpoint, "user.mastfs.summary").decode())
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    import trio
+
+    from mastfs.archive import Archive, ArchiveError
+    from mastfs.mount import probe_readable_at
+    from mastfs.selection import format_summary
+    from mastfs.state import MountState
+    from mastfs.table import format_table
+
+    selection = selection_from_args(args)
+    query = query_from_args(args)
+    server, token = server_from_args(args), token_from_args(args)
+    setup_logging(False)
+    logging.getLogger("mastfs").setLevel(logging.WARNING)
+    archive = Archive(server, cache_dir_from_args(args), token)
+    try:
+        user = archive.login()
+        result = archive.products(
+            query, lambda text: print(f"mastfs: {text}", file=sys.stderr, flush=True)
+        )  # type: ignore[arg-type]
+    except ArchiveError as exc:
+        fail(str(exc))
+    readable = trio.run(probe_readable_at, server, token, result.products)
+    state = MountState(result.products, selection, args.layout, user, readable)  # type: ignore[arg-type]
+    snap = state.snapshot
+    if args.csv:
+        sys.stdout.buffer.write(snap.csv)
+    else:
+        print(format_table(snap.selected, state.can_read, color=sys.stdout.isatty()))
+    print(format_summary(snap.summary), file=sys.stderr if args.csv else sys.stdout)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from mastfs.sim.cli import main as sim_main
+
+        return sim_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "mount":
+            return cmd_mount(args)
+        if args.command == "demo":
+            args.server, args.token_file = None, None
+            return cmd_mount(args, demo=True)
+        if args.command == "umount":
+            return cmd_umount(args)
+        if args.command == "select":
+            return cmd_select(args)
+        if args.command == "ls":
+            return cmd_ls(args)
+    except UsageError as exc:
+        fail(str(exc), code=2)
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

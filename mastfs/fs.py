@@ -1,0 +1,407 @@
+"""The FUSE operations: look up in the mount state, delegate bytes to the block cache.
+
+This is the only module that knows errno. Every handler turns failures into `FUSEError`: in
+pyfuse3 any other exception escapes the main loop and kills the mount.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import json
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar, cast
+
+import pyfuse3
+import trio
+from pyfuse3 import FileHandleT, FUSEError, InodeT
+
+from mastfs import fetch
+from mastfs.cache import BlockCache
+from mastfs.model import Product
+from mastfs.selection import Selection, SelectionError, format_summary, product_level
+from mastfs.state import MountState, Snapshot
+from mastfs.tree import ROOT_INODE, Entry
+
+log = logging.getLogger(__name__)
+
+XATTR_SELECTION = b"user.mastfs.selection"
+XATTR_SUMMARY = b"user.mastfs.summary"
+XATTR_PREFIX = "user.mast."
+# Product metadata never changes under a name; directory listings change only on re-selection,
+# which invalidates the kernel's entries explicitly.
+ENTRY_TIMEOUT = 60.0
+BLOCK_SIZE = 4096
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def errno_for(exc: BaseException) -> int:
+    """The one place domain errors become errno values."""
+    if isinstance(exc, FUSEError):
+        return exc.errno
+    if isinstance(exc, fetch.NotAuthorized):
+        return errno.EACCES
+    if isinstance(exc, fetch.NotFound):
+        return errno.ENOENT
+    if isinstance(exc, fetch.FetchError):
+        return errno.EIO
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EDQUOT):
+        return exc.errno
+    return errno.EIO
+
+
+def fuse_errors(
+    handler: Callable[P, Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    """Turn every exception of a handler into FUSEError, logging the unexpected ones."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await handler(*args, **kwargs)
+        except FUSEError:
+            raise
+        except (fetch.FetchError, OSError) as exc:
+            raise FUSEError(errno_for(exc)) from None
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)
+            raise FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+@dataclass
+class _Handle:
+    entry: Entry
+    content: bytes | None  # virtual files: the bytes frozen at open
+
+
+class MastOperations(pyfuse3.Operations):
+    """A read-only view of `MountState`; product bytes come from `BlockCache`."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(
+        self,
+        state: MountState,
+        cache: BlockCache,
+        spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.state = state
+        self.cache = cache
+        self._spawn = spawn
+        self._handles: dict[int, _Handle] = {}
+        self._next_fh = itertools.count(1)
+        self._uid = os.getuid()
+        self._gid = os.getgid()
+        # Entries of earlier snapshots stay answerable while the kernel may still hold them.
+        self._retired: dict[int, Entry] = {}
+
+    # -- attributes -------------------------------------------------------------------------
+
+    def _entry(self, inode: int) -> Entry:
+        entry = self.state.snapshot.tree.entry(inode) or self._retired.get(inode)
+        if entry is None:
+            raise FUSEError(errno.ENOENT)
+        return entry
+
+    def _attr(self, entry: Entry, snap: Snapshot | None = None) -> pyfuse3.EntryAttributes:
+        snap = snap or self.state.snapshot
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = cast(InodeT, entry.inode)
+        attr.entry_timeout = ENTRY_TIMEOUT
+        attr.attr_timeout = ENTRY_TIMEOUT
+        attr.st_uid = self._uid
+        attr.st_gid = self._gid
+        attr.st_blksize = 1 << 17
+        mtime = 0.0
+        if entry.is_dir:
+            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFDIR | 0o555)
+            attr.st_size = 0
+            attr.st_nlink = snap.tree.nlink(entry.inode) if snap.tree.entry(entry.inode) else 2
+            mtime = _dir_mtime(snap)
+        elif entry.virtual is not None:
+            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
+            attr.st_size = len(self.state.virtual_content(entry.virtual, snap))
+            attr.st_nlink = 1
+            attr.entry_timeout = attr.attr_timeout = 0
+            mtime = _dir_mtime(snap)
+        else:
+            product = cast(Product, entry.product)
+            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
+            attr.st_size = product.size
+            attr.st_nlink = max(1, snap.tree.nlink(entry.inode)) if snap.tree.entry(
+                entry.inode
+            ) else 1
+            mtime = product.mtime
+        attr.st_blocks = (attr.st_size + 511) // 512
+        ns = int(mtime * 1e9)
+        attr.st_mtime_ns = attr.st_ctime_ns = attr.st_atime_ns = ns
+        return attr
+
+    @fuse_errors
+    async def lookup(
+        self, parent_inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        snap = self.state.snapshot
+        entry = snap.tree.lookup(parent_inode, os.fsdecode(name))
+        if entry is None:
+            raise FUSEError(errno.ENOENT)
+        return self._attr(entry, snap)
+
+    @fuse_errors
+    async def getattr(
+        self, inode: InodeT, ctx: pyfuse3.RequestContext | None = None
+    ) -> pyfuse3.EntryAttributes:
+        return self._attr(self._entry(inode))
+
+    async def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
+        # Inodes are derived from archive identities and live as long as the mount.
+        return None
+
+    # -- directories ---------------------------------------------------------------------------
+
+    @fuse_errors
+    async def opendir(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> FileHandleT:
+        entry = self._entry(inode)
+        if not entry.is_dir:
+            raise FUSEError(errno.ENOTDIR)
+        return cast(FileHandleT, inode)
+
+    @fuse_errors
+    async def readdir(self, fh: FileHandleT, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        snap = self.state.snapshot
+        children = snap.tree.children(fh)
+        for index in range(start_id, len(children)):
+            child = children[index]
+            attr = self._attr(child, snap)
+            if not pyfuse3.readdir_reply(token, os.fsencode(child.name), attr, index + 1):
+                break
+
+    async def releasedir(self, fh: FileHandleT) -> None:
+        return None
+
+    # -- files ---------------------------------------------------------------------------------
+
+    @fuse_errors
+    async def open(
+        self, inode: InodeT, flags: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
+            raise FUSEError(errno.EROFS)
+        entry = self._entry(inode)
+        if entry.is_dir:
+            raise FUSEError(errno.EISDIR)
+        fh = next(self._next_fh)
+        if entry.virtual is not None:
+            content = self.state.virtual_content(entry.virtual)
+            self._handles[fh] = _Handle(entry, content)
+            # Virtual files change on re-selection: no page cache, sizes from the frozen bytes.
+            return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=True, keep_cache=False)
+        product = cast(Product, entry.product)
+        if product.is_exclusive and not self.state.can_read(product):
+            self.state.record_error(product.dataURI, "not authorized")
+            raise FUSEError(errno.EACCES)
+        try:
+            await self.cache.open(product.dataURI, product.size)
+        except fetch.NotAuthorized:
+            self.state.record_error(product.dataURI, "not authorized")
+            raise
+        self._handles[fh] = _Handle(entry, None)
+        # Products are immutable: keep the kernel page cache across opens (astropy's mmap and
+        # repeated reads rely on it); direct_io would break MAP_SHARED.
+        return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=False, keep_cache=True)
+
+    @fuse_errors
+    async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
+        handle = self._handles.get(fh)
+        if handle is None:
+            raise FUSEError(errno.EBADF)
+        if handle.content is not None:
+            return handle.content[off : off + size]
+        product = cast(Product, handle.entry.product)
+        if off >= product.size:
+            return b""
+        length = min(size, product.size - off)
+        try:
+            return await self.cache.read(product.dataURI, product.size, off, length)
+        except fetch.NotAuthorized:
+            self.state.record_error(product.dataURI, "not authorized")
+            raise
+        except fetch.FetchError as exc:
+            log.warning(
+                "read failed: %s bytes %d-%d: %s", product.dataURI, off, off + length, exc
+            )
+            self.state.record_error(product.dataURI, str(exc) or type(exc).__name__)
+            raise
+
+    async def release(self, fh: FileHandleT) -> None:
+        self._handles.pop(fh, None)
+
+    async def flush(self, fh: FileHandleT) -> None:
+        return None
+
+    # -- extended attributes ------------------------------------------------------------------
+
+    def _xattrs(self, entry: Entry) -> dict[str, str]:
+        if entry.inode == ROOT_INODE:
+            snap = self.state.snapshot
+            return {
+                XATTR_SELECTION.decode(): snap.selection.to_json(),
+                XATTR_SUMMARY.decode(): format_summary(snap.summary),
+            }
+        if entry.product is None:
+            return {}
+        return product_xattrs(entry.product, self.state.can_read(entry.product))
+
+    @fuse_errors
+    async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        return [name.encode() for name in self._xattrs(self._entry(inode))]
+
+    @fuse_errors
+    async def getxattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        value = self._xattrs(self._entry(inode)).get(os.fsdecode(name))
+        if value is None:
+            raise FUSEError(pyfuse3.ENOATTR)
+        return value.encode()
+
+    @fuse_errors
+    async def setxattr(
+        self, inode: InodeT, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        if inode != ROOT_INODE or name != XATTR_SELECTION:
+            raise FUSEError(errno.EROFS)
+        try:
+            selection = Selection.from_json(value.decode())
+        except (SelectionError, ValueError, UnicodeDecodeError):
+            raise FUSEError(errno.EINVAL) from None
+        await self.reselect(selection)
+
+    async def reselect(self, selection: Selection) -> Snapshot:
+        old = self.state.snapshot
+        new = await trio.to_thread.run_sync(self.state.reselect, selection)
+        for inode in old.tree.inodes():
+            if new.tree.entry(inode) is None:
+                entry = old.tree.entry(inode)
+                if entry is not None:
+                    self._retired[inode] = entry
+        stale = _changed_entries(old, new)
+        log.info(
+            "selection changed: %s (%d directory entries invalidated)",
+            format_summary(new.summary),
+            len(stale),
+        )
+        if self._spawn is not None:
+            self._spawn(functools.partial(_invalidate, stale))
+        return new
+
+    @fuse_errors
+    async def removexattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise FUSEError(errno.EROFS)
+
+    # -- read-only: everything that would change the tree --------------------------------------
+
+    @fuse_errors
+    async def setattr(
+        self,
+        inode: InodeT,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: FileHandleT | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        raise FUSEError(errno.EROFS)
+
+    async def _erofs(self, *args: Any, **kwargs: Any) -> Any:
+        raise FUSEError(errno.EROFS)
+
+    mknod = mkdir = unlink = rmdir = symlink = rename = link = create = write = _erofs  # type: ignore[assignment]
+
+    @fuse_errors
+    async def access(self, inode: InodeT, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        self._entry(inode)
+        return not mode & os.W_OK
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        snap = self.state.snapshot
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = BLOCK_SIZE
+        data.f_blocks = (snap.summary.selected_bytes + BLOCK_SIZE - 1) // BLOCK_SIZE
+        data.f_bfree = data.f_bavail = 0
+        data.f_files = snap.tree.file_count() + 2
+        data.f_ffree = data.f_favail = 0
+        data.f_namemax = 255
+        return data
+
+
+def product_xattrs(p: Product, readable: bool) -> dict[str, str]:
+    """The basket's "File Details", as `user.mast.*` extended attributes."""
+    values = {
+        "uri": p.dataURI,
+        "dataset": p.obs_id,
+        "collection": p.obs_collection,
+        "obsid": p.obsID,
+        "parent_obsid": p.parent_obsid,
+        "product_level": product_level(p),
+        "calib_level": str(p.calib_level),
+        "group": p.productSubGroupDescription,
+        "product_group": p.productGroupDescription,
+        "category": p.productType,
+        "access": p.dataRights,
+        "readable": "yes" if readable else "no",
+        "size": str(p.size),
+        "description": p.description,
+        "prvversion": p.prvversion,
+        "proposal_id": p.proposal_id,
+        "instrument": p.instrument_name,
+        "filters": p.filters,
+        "dataproduct_type": p.dataproduct_type,
+        "project": p.project,
+    }
+    return {XATTR_PREFIX + k: v for k, v in values.items() if v != ""}
+
+
+def _dir_mtime(snap: Snapshot) -> float:
+    return max((p.mtime for p in snap.selected), default=0.0)
+
+
+def _changed_entries(old: Snapshot, new: Snapshot) -> list[tuple[int, str]]:
+    """(parent inode, name) of every entry that vanished or now points elsewhere."""
+    changed: list[tuple[int, str]] = []
+    for inode in old.tree.inodes():
+        entry = old.tree.entry(inode)
+        if entry is None or not entry.is_dir:
+            continue
+        new_children = {c.name: c.inode for c in new.tree.children(inode)}
+        for child in old.tree.children(inode):
+            if new_children.get(child.name) != child.inode or child.virtual is not None:
+                changed.append((inode, child.name))
+    return changed
+
+
+async def _invalidate(entries: list[tuple[int, str]]) -> None:
+    def run() -> None:
+        for parent, name in entries:
+            try:
+                pyfuse3.invalidate_entry_async(
+                    cast(InodeT, parent), os.fsencode(name), ignore_enoent=True
+                )
+            except OSError as exc:
+                log.debug("invalidate %s/%s: %s", parent, name, exc)
+
+    await trio.to_thread.run_sync(run)
+
+
+def selection_to_xattr(selection: Selection) -> bytes:
+    return json.dumps(json.loads(selection.to_json()), sort_keys=True).encode()

@@ -1,0 +1,286 @@
+"""Wiring of one mount: archive query, HTTP client, block cache, FUSE session, teardown.
+
+Everything is entered into one `AsyncExitStack`, so teardown runs in reverse order whatever
+fails. Progress and the final outcome go to a `Reporter`: the foreground process prints them; a
+background daemon writes them to the pipe its parent waits on (see `cli.py`).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import pyfuse3
+import trio
+
+from mastfs import archive as archive_mod
+from mastfs.cache import BlockCache
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized
+from mastfs.fs import MastOperations
+from mastfs.model import Product, User
+from mastfs.selection import Selection, format_summary
+from mastfs.state import MountState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_READAHEAD_KB = 1024
+
+
+class MountError(Exception):
+    """A mount that cannot start; the message is one line for the user."""
+
+
+class Reporter(Protocol):
+    def progress(self, text: str) -> None: ...
+    def warning(self, text: str) -> None: ...
+    def ready(self, text: str) -> None: ...
+
+
+@dataclass
+class MountOptions:
+    mountpoint: Path
+    query: archive_mod.Query
+    selection: Selection
+    server: str
+    layout: str = "nested"
+    cache_dir: Path = Path()
+    cache_size: int = 50 << 30
+    token: str | None = None
+    readahead_kb: int = DEFAULT_READAHEAD_KB
+    allow_other: bool = False
+    debug: bool = False
+    # Set by `mastfs demo`: the archive simulator runs inside the daemon and `server` is
+    # replaced by its URL once it listens.
+    embedded_sim: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- checks that need no network ---------------------------------------------------------------
+
+
+def mounted_paths() -> dict[str, tuple[str, str]]:
+    """Mount point -> (fstype, "major:minor") from /proc/self/mountinfo."""
+    found: dict[str, tuple[str, str]] = {}
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        parts = left.split()
+        if len(parts) < 5 or not right:
+            continue
+        point = parts[4].encode().decode("unicode_escape")
+        found[point] = (right.split()[0], parts[2])
+    return found
+
+
+def check_mountpoint(path: Path) -> Path:
+    """The mount point must be an existing, empty, not yet mounted directory."""
+    resolved = Path(os.path.abspath(path))
+    if str(resolved) in mounted_paths():
+        raise MountError(f"{path} is already a mount point (run: mastfs umount {path})")
+    if not resolved.exists():
+        raise MountError(f"mount point {path} does not exist (create it with: mkdir -p {path})")
+    if not resolved.is_dir():
+        raise MountError(f"mount point {path} is not a directory")
+    try:
+        if any(resolved.iterdir()):
+            raise MountError(f"mount point {path} is not empty")
+    except PermissionError as exc:
+        raise MountError(f"mount point {path} cannot be read: {exc.strerror}") from exc
+    return resolved
+
+
+def check_cache_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise MountError(
+            f"cache directory {path} cannot be written: {exc.strerror or exc}"
+        ) from exc
+    return path
+
+
+def runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
+        tempfile.gettempdir(), f"mastfs-{os.getuid()}"
+    )
+    path = Path(base) / "mastfs"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def pidfile_for(mountpoint: Path) -> Path:
+    digest = hashlib.sha256(str(Path(os.path.abspath(mountpoint))).encode()).hexdigest()[:16]
+    return runtime_dir() / f"{digest}.pid"
+
+
+# -- the mount itself --------------------------------------------------------------------------
+
+
+async def probe_readable(fetcher: Fetcher, products: Sequence[Product]) -> set[str]:
+    """Proposals whose exclusive-access files this login may read: one HEAD per proposal."""
+    readable: set[str] = set()
+    for proposal, uri in archive_mod.proposals_with_exclusive(products).items():
+        if not fetcher.has_token:
+            continue
+        try:
+            await fetcher.head(uri)
+        except NotAuthorized:
+            continue
+        except FetchError as exc:
+            log.warning("could not check access to program %s: %s", proposal, exc)
+            continue
+        readable.add(proposal)
+    return readable
+
+
+async def probe_readable_at(server: str, token: str | None, products: Sequence[Product]) -> set[str]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False) as client:
+        return await probe_readable(Fetcher(client, server, token), products)
+
+
+async def serve(opts: MountOptions, reporter: Reporter) -> None:
+    """Query, mount, serve until unmounted or signalled; MountError for the user's mistakes."""
+    async with AsyncExitStack() as stack:
+        if opts.embedded_sim:
+            opts.server = _start_embedded_sim(stack)
+        archive = archive_mod.Archive(opts.server, opts.cache_dir, opts.token)
+        try:
+            user: User | None = await trio.to_thread.run_sync(archive.login)
+            result = await trio.to_thread.run_sync(archive.products, opts.query, reporter.progress)
+        except archive_mod.ArchiveError as exc:
+            raise MountError(str(exc)) from exc
+        for note in result.notes:
+            reporter.warning(note)
+
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0),
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+                follow_redirects=False,
+            )
+        )
+        fetcher = Fetcher(client, opts.server, opts.token)
+        if opts.token and user is not None and result.from_cache:
+            readable: set[str] = set()
+        else:
+            readable = await probe_readable(fetcher, result.products)
+        state = MountState(result.products, opts.selection, opts.layout, user, readable)
+        summary = state.snapshot.summary
+        if summary.unreadable_files:
+            reporter.warning(
+                f"{summary.unreadable_files} selected exclusive-access files cannot be read "
+                + ("without an authorized MAST token" if user is None else f"by {user.display_name}")
+            )
+
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        stack.callback(nursery.cancel_scope.cancel)
+        cache = await stack.enter_async_context(
+            BlockCache.open_cache(
+                fetcher, opts.cache_dir / "blocks", size_limit=opts.cache_size, nursery=nursery
+            )
+        )
+
+        def spawn(fn: Callable[[], Awaitable[None]]) -> None:
+            nursery.start_soon(fn)
+
+        ops = MastOperations(state, cache, spawn=spawn)
+        options = set(pyfuse3.default_options)
+        options |= {"fsname=mastfs", "subtype=mastfs", "ro", "noatime"}
+        options.discard("default_permissions")
+        if opts.allow_other:
+            options.add("allow_other")
+        if opts.debug and os.environ.get("MASTFS_FUSE_DEBUG"):
+            options.add("debug")
+        try:
+            pyfuse3.init(ops, str(opts.mountpoint), options)
+        except RuntimeError as exc:
+            raise MountError(f"cannot mount {opts.mountpoint}: {exc}") from exc
+        unmount = True
+
+        def close() -> None:
+            pyfuse3.close(unmount=unmount)
+
+        stack.callback(close)
+        tune_readahead(opts.mountpoint, opts.readahead_kb)
+        nursery.start_soon(_terminate_on_signals)
+        pid = pidfile_for(opts.mountpoint)
+        pid.write_text(str(os.getpid()))
+        stack.callback(lambda: pid.unlink(missing_ok=True))
+        who = user.display_name if user else "anonymous"
+        reporter.ready(
+            f"mounted {opts.query.describe()} at {opts.mountpoint} ({opts.layout}, {who}): "
+            f"{format_summary(summary)}"
+            + (" [offline: query result from cache]" if result.from_cache else "")
+        )
+        await pyfuse3.main()
+        log.info("unmounted %s", opts.mountpoint)
+
+
+async def _terminate_on_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("signal %d: unmounting", signum)
+            pyfuse3.terminate()
+            return
+
+
+def _start_embedded_sim(stack: AsyncExitStack) -> str:
+    # The demo is the one place the product meets the simulator in one process.
+    from mastfs.sim.server import SimServer
+
+    sim = SimServer(host="127.0.0.1", port=0)
+    sim.start()
+    stack.callback(sim.stop)
+    log.info("embedded archive simulator at %s", sim.url)
+    return str(sim.url)
+
+
+def tune_readahead(mountpoint: Path, readahead_kb: int) -> None:
+    """Raise the FUSE connection's readahead above the kernel's 128 KiB default.
+
+    Buffered reads reach a FUSE filesystem in requests of at most `read_ahead_kb`; per-request
+    overhead (~0.3 ms in pyfuse3) dominates at 128 KiB. Needs root; degrades to a debug note.
+    """
+    if readahead_kb <= 0:
+        return
+    device = mounted_paths().get(str(Path(os.path.abspath(mountpoint))))
+    if device is None:
+        log.debug("readahead: %s not found in mountinfo", mountpoint)
+        return
+    bdi = Path("/sys/class/bdi") / device[1] / "read_ahead_kb"
+    try:
+        bdi.write_text(str(readahead_kb))
+        log.debug("readahead: %s = %d KiB", bdi, readahead_kb)
+    except OSError as exc:
+        log.debug(
+            "readahead: cannot raise %s (%s); kernel default applies",
+            bdi,
+            os.strerror(exc.errno or errno.EPERM),
+        )
+    minor = device[1].partition(":")[2]
+    conn = Path("/sys/fs/fuse/connections") / minor
+    for name, value in (("max_background", 64), ("congestion_threshold", 48)):
+        try:
+            (conn / name).write_text(str(value))
+        except OSError as exc:
+            log.debug("fuse connection %s: cannot set %s: %s", minor, name, exc)
+
+
+def is_mastfs_mount(path: Path) -> bool:
+    entry = mounted_paths().get(str(Path(os.path.abspath(path))))
+    return entry is not None and entry[0] in ("fuse.mastfs", "fuse")

@@ -1,0 +1,244 @@
+"""Fault injection knobs for the archive simulator: what can go wrong, and when it does.
+
+Every knob is off by default. The server consults `Faults.plan(...)` once per request; when no
+knob is set, `active` is False and the file-serving fast path never looks at faults again.
+Decisions are counter-based, not random, so a test that sets `error_rate=0.5` sees exactly every
+second eligible request fail, in every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class FaultConfigError(ValueError):
+    """A fault setting that is unknown or out of range; the message names it."""
+
+
+@dataclass
+class FaultSettings:
+    """The knobs. JSON names are the field names; see docs/simulator.md."""
+
+    # Sleep this long before answering each request (all endpoints).
+    latency_ms: float = 0.0
+    # Cap body throughput per connection, bytes/s (0 = unlimited).
+    bandwidth: int = 0
+    # Fraction (0..1) of eligible requests answered with `error_status` instead.
+    error_rate: float = 0.0
+    error_status: int = 503
+    # Only file downloads (Download/file, /files/...) are eligible for injected errors.
+    error_downloads_only: bool = False
+    # Abort the connection (TCP RST) after this many body bytes, or this fraction of the body.
+    reset_after: int | None = None
+    reset_fraction: float | None = None
+    # Pause for `stall_seconds` after `stall_after` body bytes.
+    stall_after: int | None = None
+    stall_seconds: float = 0.0
+    # Answer `Range` requests with 200 and the whole body, as a server without range support.
+    ignore_range: bool = False
+    # Answer this many polls of each new Portal request (per cacheBreaker) with EXECUTING.
+    executing_polls: int = 0
+    # Only requests whose data URI (or, for other endpoints, path) contains this substring.
+    scope: str = ""
+    # Stop injecting errors, resets and stalls after this many (None = unlimited).
+    max_faults: int | None = None
+
+    def validate(self) -> None:
+        if self.latency_ms < 0:
+            raise FaultConfigError("latency_ms must be >= 0")
+        if self.bandwidth < 0:
+            raise FaultConfigError("bandwidth must be >= 0 (bytes/s; 0 = unlimited)")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise FaultConfigError("error_rate must be between 0 and 1")
+        if not 500 <= self.error_status <= 599:
+            raise FaultConfigError("error_status must be a 5xx code")
+        if self.reset_after is not None and self.reset_after < 0:
+            raise FaultConfigError("reset_after must be >= 0")
+        if self.reset_fraction is not None and not 0.0 <= self.reset_fraction < 1.0:
+            raise FaultConfigError("reset_fraction must be in [0, 1)")
+        if self.stall_after is not None and self.stall_after < 0:
+            raise FaultConfigError("stall_after must be >= 0")
+        if self.stall_seconds < 0:
+            raise FaultConfigError("stall_seconds must be >= 0")
+        if self.executing_polls < 0:
+            raise FaultConfigError("executing_polls must be >= 0")
+        if self.max_faults is not None and self.max_faults < 0:
+            raise FaultConfigError("max_faults must be >= 0")
+
+    def active(self) -> bool:
+        return self != FaultSettings()
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "latency_ms": (int, float),
+    "bandwidth": (int,),
+    "error_rate": (int, float),
+    "error_status": (int,),
+    "error_downloads_only": (bool,),
+    "reset_after": (int,),
+    "reset_fraction": (int, float),
+    "stall_after": (int,),
+    "stall_seconds": (int, float),
+    "ignore_range": (bool,),
+    "executing_polls": (int,),
+    "scope": (str,),
+    "max_faults": (int,),
+}
+_NULLABLE = {"reset_after", "reset_fraction", "stall_after", "max_faults"}
+
+
+@dataclass(frozen=True)
+class BodyPlan:
+    """What to do to one response body (offsets in bytes of this body)."""
+
+    reset_at: int | None = None
+    stall_at: int | None = None
+    stall_seconds: float = 0.0
+    bandwidth: int = 0
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """The faults that apply to one request, decided when it arrives."""
+
+    latency: float = 0.0
+    error_status: int | None = None
+    ignore_range: bool = False
+    # Set for downloads under active body faults; see `body()`.
+    faults: Faults | None = None
+    bandwidth: int = 0
+
+    def body(self, size: int) -> BodyPlan | None:
+        """The body faults for a body of `size` bytes that is about to be sent.
+
+        Resets and stalls count against `max_faults` only here, when a body really goes out, so
+        a HEAD before the GET does not use up a one-shot fault.
+        """
+        if self.faults is not None:
+            return self.faults.body_plan(size, self.bandwidth)
+        if self.bandwidth:
+            return BodyPlan(bandwidth=self.bandwidth)
+        return None
+
+
+NO_FAULTS = RequestPlan()
+
+
+@dataclass
+class Faults:
+    """Thread-safe holder of the current settings and the counters behind their decisions."""
+
+    settings: FaultSettings = field(default_factory=FaultSettings)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _error_acc: float = 0.0
+    _fired: int = 0
+    _executing: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.settings.validate()
+        self.active = self.settings.active()
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            out = dataclasses.asdict(self.settings)
+            out["faults_injected"] = self._fired
+        return out
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply a partial JSON update; all-or-nothing, so a bad field changes nothing."""
+        unknown = sorted(set(changes) - set(_FIELD_TYPES))
+        if unknown:
+            raise FaultConfigError(
+                f"unknown fault setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELD_TYPES)}"
+            )
+        for name, value in changes.items():
+            if value is None and name in _NULLABLE:
+                continue
+            types = _FIELD_TYPES[name]
+            # bool is an int subclass; don't let `true` pass as a byte count.
+            if isinstance(value, bool) and bool not in types:
+                raise FaultConfigError(f"{name} must be a number, not {value!r}")
+            if not isinstance(value, types):
+                raise FaultConfigError(f"{name} has the wrong type: {value!r}")
+        with self._lock:
+            new = dataclasses.replace(self.settings, **changes)
+            new.validate()
+            self.settings = new
+            self._error_acc = 0.0
+            self._fired = 0
+            self._executing.clear()
+            self.active = new.active()
+        log.info("faults now %s", dataclasses.asdict(new))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.settings = FaultSettings()
+            self._error_acc = 0.0
+            self._fired = 0
+            self._executing.clear()
+            self.active = False
+
+    def _budget_left(self) -> bool:
+        limit = self.settings.max_faults
+        return limit is None or self._fired < limit
+
+    def plan(self, target: str, is_download: bool) -> RequestPlan:
+        """Decide the faults for one request. `target` is the data URI or the request path."""
+        if not self.active:
+            return NO_FAULTS
+        with self._lock:
+            s = self.settings
+            if s.scope and s.scope not in target:
+                return NO_FAULTS
+            latency = s.latency_ms / 1000.0
+            if s.error_rate > 0 and (is_download or not s.error_downloads_only):
+                self._error_acc += s.error_rate
+                # A small tolerance so that e.g. 10 x 0.1 adds up to one error.
+                if self._error_acc >= 1.0 - 1e-9 and self._budget_left():
+                    self._error_acc -= 1.0
+                    self._fired += 1
+                    return RequestPlan(latency=latency, error_status=s.error_status)
+            body_faults = s.reset_after is not None or s.reset_fraction is not None
+            body_faults = body_faults or (s.stall_after is not None and s.stall_seconds > 0)
+            return RequestPlan(
+                latency=latency,
+                ignore_range=s.ignore_range and is_download,
+                faults=self if is_download and body_faults else None,
+                bandwidth=s.bandwidth,
+            )
+
+    def body_plan(self, size: int, bandwidth: int) -> BodyPlan | None:
+        with self._lock:
+            s = self.settings
+            reset_at: int | None = None
+            if s.reset_after is not None:
+                reset_at = min(s.reset_after, size)
+            elif s.reset_fraction is not None:
+                reset_at = int(size * s.reset_fraction)
+            stall_at = s.stall_after if s.stall_seconds > 0 else None
+            if stall_at is not None and stall_at >= size:
+                stall_at = None
+            if (reset_at is None and stall_at is None) or not self._budget_left():
+                return BodyPlan(bandwidth=bandwidth) if bandwidth else None
+            self._fired += 1
+            return BodyPlan(reset_at, stall_at, s.stall_seconds, bandwidth)
+
+    def executing_poll(self, key: str) -> bool:
+        """True if this poll of the Portal request `key` should be answered EXECUTING."""
+        if not self.active or self.settings.executing_polls <= 0:
+            return False
+        with self._lock:
+            seen = self._executing.get(key, 0)
+            if seen >= self.settings.executing_polls:
+                return False
+            self._executing[key] = seen + 1
+            # Bound the memory a long-running simulator spends on finished requests.
+            if len(self._executing) > 10000:
+                self._executing.clear()
+            return True

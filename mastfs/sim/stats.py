@@ -1,0 +1,100 @@
+"""Request and byte counters of the archive simulator, served at `/__sim/stats`.
+
+Tests and benchmarks use them to prove what a client did: how many requests reached the archive
+for a product, how many bytes went over the wire, and how many were ranged (206) or refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def status_class(status: int) -> str:
+    """"200", "206", "304" stay exact (clients care which); others become "4xx"/"5xx"."""
+    if status in (200, 206, 304):
+        return str(status)
+    return f"{status // 100}xx"
+
+
+@dataclass
+class _FileCounters:
+    requests: int = 0
+    bytes: int = 0
+    methods: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    resets: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "methods": dict(self.methods),
+            "status": dict(self.statuses),
+            "resets": self.resets,
+        }
+
+
+class Stats:
+    """Thread-safe counters: per data URI for files, per endpoint/service for the rest."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._files: dict[str, _FileCounters] = {}
+            self._endpoints: Counter[str] = Counter()
+            self._services: Counter[str] = Counter()
+            self._statuses: Counter[str] = Counter()
+            self._requests = 0
+            self._bytes = 0
+
+    def record(self, endpoint: str, status: int, sent: int) -> None:
+        """One non-file request (metadata, auth, directory listings)."""
+        with self._lock:
+            self._requests += 1
+            self._bytes += sent
+            self._endpoints[endpoint] += 1
+            self._statuses[status_class(status)] += 1
+
+    def record_service(self, service: str) -> None:
+        with self._lock:
+            self._services[service] += 1
+
+    def record_file(self, uri: str, method: str, status: int, sent: int, reset: bool) -> None:
+        """One request for a product's bytes; `sent` counts body bytes actually written."""
+        with self._lock:
+            self._requests += 1
+            self._bytes += sent
+            self._endpoints["file"] += 1
+            self._statuses[status_class(status)] += 1
+            c = self._files.get(uri)
+            if c is None:
+                c = self._files[uri] = _FileCounters()
+            c.requests += 1
+            c.bytes += sent
+            c.methods[method] += 1
+            c.statuses[status_class(status)] += 1
+            c.resets += int(reset)
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "totals": {
+                    "requests": self._requests,
+                    "bytes": self._bytes,
+                    "status": dict(self._statuses),
+                    "file_requests": sum(c.requests for c in self._files.values()),
+                    "file_bytes": sum(c.bytes for c in self._files.values()),
+                },
+                "endpoints": dict(self._endpoints),
+                "services": dict(self._services),
+                "files": {uri: c.to_json() for uri, c in self._files.items()},
+            }

@@ -1,0 +1,104 @@
+"""The selection state of one mount: available products + a selection -> tree and views.
+
+A `Snapshot` is immutable and replaced by one assignment, so the tree, `selection.csv` and
+`manifest.html` always change together; a reader holds whichever snapshot it started with. The
+manifest also shows fetch errors met during the mount's life, so it is rendered lazily and cached
+per (snapshot, error version). Pure: no I/O, no trio, no FUSE.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mastfs import selection as sel_mod
+from mastfs import tree as tree_mod
+from mastfs import views
+from mastfs.model import Product, User
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    generation: int
+    selection: sel_mod.Selection
+    selected: list[Product]
+    tree: tree_mod.Tree
+    summary: sel_mod.Summary
+    csv: bytes
+
+
+class MountState:
+    """Everything the filesystem shows, except the bytes of products."""
+
+    def __init__(
+        self,
+        available: Sequence[Product],
+        selection: sel_mod.Selection,
+        layout: str,
+        user: User | None,
+        readable_proposals: set[str] | None = None,
+    ) -> None:
+        self.available = list(available)
+        self.layout = layout
+        self.user = user
+        # None means "not probed": exclusive-access files are then assumed unreadable
+        # unless a token is set; reads still learn the truth from the archive.
+        self.readable_proposals = set(readable_proposals or ())
+        self._errors: dict[str, str] = {}
+        self._errors_version = 0
+        self._lock = threading.Lock()
+        self._manifest_key: tuple[int, int] = (-1, -1)
+        self._manifest = b""
+        self.snapshot = self._build(selection, generation=1)
+
+    def can_read(self, product: Product) -> bool:
+        return not product.is_exclusive or product.proposal_id in self.readable_proposals
+
+    def _build(self, selection: sel_mod.Selection, generation: int) -> Snapshot:
+        selected = sel_mod.select(self.available, selection)
+        tree = tree_mod.build_tree(selected, self.layout)
+        summary = sel_mod.summarize(self.available, selected, self.can_read)
+        csv = views.selection_csv(selected, tree)
+        return Snapshot(generation, selection, selected, tree, summary, csv)
+
+    def reselect(self, selection: sel_mod.Selection) -> Snapshot:
+        """Compute the new snapshot (slow for big programs) and swap it in at once."""
+        new = self._build(selection, self.snapshot.generation + 1)
+        with self._lock:
+            self.snapshot = new
+        return new
+
+    def record_error(self, dataURI: str, message: str) -> None:
+        with self._lock:
+            if self._errors.get(dataURI) != message:
+                self._errors[dataURI] = message
+                self._errors_version += 1
+
+    def clear_error(self, dataURI: str) -> None:
+        with self._lock:
+            if self._errors.pop(dataURI, None) is not None:
+                self._errors_version += 1
+
+    def manifest(self, snapshot: Snapshot | None = None) -> bytes:
+        snap = snapshot or self.snapshot
+        with self._lock:
+            key = (snap.generation, self._errors_version)
+            if key == self._manifest_key:
+                return self._manifest
+            errors = dict(self._errors)
+        body = views.manifest_html(
+            snap.selected, snap.tree, snap.summary, self.user, self.can_read, errors
+        )
+        with self._lock:
+            if snap is self.snapshot:
+                self._manifest_key, self._manifest = key, body
+        return body
+
+    def virtual_content(self, name: str, snapshot: Snapshot | None = None) -> bytes:
+        snap = snapshot or self.snapshot
+        if name == tree_mod.SELECTION_CSV:
+            return snap.csv
+        if name == tree_mod.MANIFEST:
+            return self.manifest(snap)
+        raise KeyError(name)

@@ -1,0 +1,114 @@
+"""Real mounts for tests: started through the real CLI, always unmounted.
+
+pyfuse3 allows one mount per process and an in-process bug would deadlock the test, so every
+mount is a separate `mastfs mount` daemon. Teardown is idempotent and runs in `finally`:
+`mastfs umount`, then `fusermount3 -u -z`, then SIGKILL of the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+MASTFS = [sys.executable, "-m", "mastfs"]
+
+
+def fuse_mounts() -> list[str]:
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.startswith("fuse.mastfs "):
+            points.append(left.split()[4])
+    return points
+
+
+def is_mounted(path: Path) -> bool:
+    return str(path) in fuse_mounts()
+
+
+def run_cli(
+    args: Sequence[str], timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [*MASTFS, *args], capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+@dataclass
+class Mount:
+    path: Path
+    cache_dir: Path
+    pid: int | None
+    result: subprocess.CompletedProcess[str]
+
+    def stats_pid(self) -> int | None:
+        return self.pid
+
+
+def _daemon_pid(mountpoint: Path) -> int | None:
+    # The daemon writes its pid to the runtime dir; read it through the same helper.
+    from mastfs.mount import pidfile_for
+
+    try:
+        return int(pidfile_for(mountpoint).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def force_unmount(path: Path, pid: int | None) -> None:
+    if is_mounted(path):
+        subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True, timeout=30)
+    if pid is not None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextmanager
+def mounted(
+    mountpoint: Path,
+    args: Sequence[str],
+    cache_dir: Path,
+    server: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+) -> Iterator[Mount]:
+    """`mastfs mount ARGS MOUNTPOINT` in the background; unmounted however the test ends."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    argv = ["mount", *args, "--cache-dir", str(cache_dir)]
+    if server:
+        argv += ["--server", server]
+    argv.append(str(mountpoint))
+    result = run_cli(argv, timeout=timeout, env=env)
+    pid = _daemon_pid(mountpoint)
+    try:
+        if result.returncode != 0:
+            raise AssertionError(
+                f"mount failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        assert is_mounted(mountpoint), f"{mountpoint} not mounted after ready"
+        yield Mount(mountpoint, cache_dir, pid, result)
+    finally:
+        if is_mounted(mountpoint):
+            with suppress(subprocess.TimeoutExpired):
+                run_cli(["umount", str(mountpoint)], timeout=30)
+        force_unmount(mountpoint, pid)
+
+
+def cleanup_stale_mounts() -> None:
+    for point in fuse_mounts():
+        subprocess.run(["fusermount3", "-u", "-z", point], capture_output=True, timeout=30)
