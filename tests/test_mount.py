@@ -1,0 +1,274 @@
+"""A real mount of JWST program 2734 from the simulator, used as a user does.
+
+The mount is a `mastfs mount` daemon started through the CLI; reads go through the kernel with
+real tools (`ls`, `find`, `grep`, `cp`, astropy). The simulator's `/__sim/stats` shows what
+crossed the network.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
+from tests.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
+
+pytestmark = pytest.mark.mount
+
+MIB = 1 << 20
+
+
+def stats(sim_url: str) -> dict:
+    return httpx.get(f"{sim_url}/__sim/stats").json()
+
+
+def reset_stats(sim_url: str) -> None:
+    httpx.post(f"{sim_url}/__sim/stats/reset").raise_for_status()
+
+
+def file_bytes(sim_url: str, uri: str) -> int:
+    return int(stats(sim_url)["files"].get(uri, {}).get("bytes", 0))
+
+
+def file_requests(sim_url: str, uri: str, method: str = "GET") -> int:
+    entry = stats(sim_url)["files"].get(uri, {})
+    return int(entry.get("methods", {}).get(method, 0))
+
+
+def catalog_rows(proposal: str) -> list[dict]:
+    cat = default_catalog()
+    rows: list[dict] = []
+    for obs in cat.observations:
+        if str(obs["proposal_id"]) == proposal:
+            rows.extend(cat.products_for(str(obs["obsid"])))
+    return rows
+
+
+def is_guide_star(row: dict) -> bool:
+    return "_gs-" in row["productFilename"]
+
+
+@pytest.fixture(scope="module")
+def m2734(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[Mount]:
+    cleanup_stale_mounts()
+    root = tmp_path_factory.mktemp("m2734")
+    with mounted(root / "mnt", ["--program", "2734"], root / "cache", server=sim_url) as m:
+        yield m
+
+
+def product_path(m: Mount, uri: str) -> Path:
+    rows = [r for r in catalog_rows("2734") if r["dataURI"] == uri]
+    assert rows, uri
+    row = rows[0]
+    return m.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
+
+
+def test_ls_lR_shows_the_tree(m2734: Mount) -> None:
+    out = subprocess.run(
+        ["ls", "-lR", str(m2734.path)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "manifest.html" in out and "selection.csv" in out
+    top = sorted(os.listdir(m2734.path))
+    assert top == ["JWST", "manifest.html", "selection.csv"]
+    expected_datasets = {r["obs_id"] for r in catalog_rows("2734") if not is_guide_star(r)}
+    assert set(os.listdir(m2734.path / "JWST")) == expected_datasets
+
+
+def test_find_cal_files_excludes_guide_stars(m2734: Mount) -> None:
+    out = subprocess.run(
+        ["find", str(m2734.path), "-name", "*_cal.fits"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    found = {Path(p).relative_to(m2734.path).as_posix() for p in out}
+    expected = {
+        f"{r['obs_collection']}/{r['obs_id']}/{r['productFilename']}"
+        for r in catalog_rows("2734")
+        if r["productFilename"].endswith("_cal.fits") and not is_guide_star(r)
+    }
+    assert found == expected
+    assert expected, "program 2734 has _cal.fits products"
+
+
+def test_sizes_and_mtimes_come_from_metadata(m2734: Mount) -> None:
+    for row in catalog_rows("2734")[:20]:
+        if is_guide_star(row):
+            continue
+        st_ = os.stat(m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"])
+        assert st_.st_size == int(row["size"])
+        assert st_.st_mtime > 1.5e9  # from the observation's t_max, not the epoch
+
+
+def test_grep_selection_csv(m2734: Mount) -> None:
+    text = (m2734.path / "selection.csv").read_text()
+    assert text.splitlines()[0].startswith(
+        "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating"
+    )
+    grep = subprocess.run(
+        ["grep", "-c", "_x1dints.fits", str(m2734.path / "selection.csv")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert grep.returncode == 0 and int(grep.stdout) >= 1
+    rows = list(csv.reader(io.StringIO(text)))
+    listed = {r[1] for r in rows[1:]}
+    expected = {r["productFilename"] for r in catalog_rows("2734") if not is_guide_star(r)}
+    assert listed == expected
+
+
+def test_cp_matches_simulator_sha256(m2734: Mount, tmp_path: Path, sim_url: str) -> None:
+    rows = [
+        r for r in catalog_rows("2734")
+        if r["productFilename"].endswith("_x1dints.fits") and int(r["size"]) < 512 * MIB
+    ]  # fmt: skip
+    assert rows
+    row = rows[0]
+    src = m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
+    subprocess.run(["cp", str(src), str(tmp_path / "copy.fits")], check=True, timeout=120)
+    digest = hashlib.sha256((tmp_path / "copy.fits").read_bytes()).hexdigest()
+    assert digest == default_catalog().file(row["dataURI"]).sha256()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_random_reads_match_the_archive(m2734: Mount, data: st.DataObject) -> None:
+    sim_file = default_catalog().file(ONE_GIB_URI)
+    path = product_path(m2734, ONE_GIB_URI)
+    offset = data.draw(st.integers(0, sim_file.size - 1))
+    size = data.draw(st.integers(1, 3 * MIB))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        got = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+    assert got == bytes(sim_file.read(offset, size))
+
+
+def test_hard_links_for_shared_products(m2734: Mount) -> None:
+    by_uri: dict[str, set[str]] = {}
+    for r in catalog_rows("2734"):
+        if not is_guide_star(r):
+            by_uri.setdefault(r["dataURI"], set()).add(f"{r['obs_id']}/{r['productFilename']}")
+    shared = {u: p for u, p in by_uri.items() if len(p) > 1}
+    assert shared, "the simulator's 2734 has products shared between datasets"
+    for paths in shared.values():
+        stats_ = [os.stat(m2734.path / "JWST" / p) for p in sorted(paths)]
+        assert len({s.st_ino for s in stats_}) == 1
+        assert all(s.st_nlink == len(paths) for s in stats_)
+
+
+def test_read_only(m2734: Mount) -> None:
+    some_dir = m2734.path / "JWST" / sorted(os.listdir(m2734.path / "JWST"))[0]
+    some_file = some_dir / sorted(os.listdir(some_dir))[0]
+    attempts = [
+        lambda: open(m2734.path / "new.txt", "w"),
+        lambda: open(some_file, "r+b"),
+        lambda: os.mkdir(m2734.path / "newdir"),
+        lambda: os.unlink(some_file),
+        lambda: os.rename(some_file, some_dir / "renamed"),
+        lambda: os.chmod(some_file, 0o644),
+        lambda: os.truncate(some_file, 0),
+    ]
+    for attempt in attempts:
+        with pytest.raises(OSError) as info:
+            attempt()
+        assert info.value.errno == errno.EROFS
+
+
+def test_statfs_answers(m2734: Mount) -> None:
+    st_ = os.statvfs(m2734.path)
+    assert st_.f_blocks > 0 and st_.f_files > 0
+    df = subprocess.run(["df", "-h", str(m2734.path)], capture_output=True, text=True, timeout=30)
+    assert df.returncode == 0 and "mastfs" in df.stdout
+
+
+def test_getheader_of_4gib_product_moves_kilobytes(m2734: Mount, sim_url: str) -> None:
+    from astropy.io import fits
+
+    path = product_path(m2734, BIG_4G_URI)
+    assert path.stat().st_size >= 4 << 30
+    reset_stats(sim_url)
+    header = fits.getheader(path)
+    first = file_bytes(sim_url, BIG_4G_URI)
+    assert header["TELESCOP"] == "JWST"
+    assert header["PROGRAM"].lstrip("0") == "2734"
+    assert 0 < first <= 4 * MIB, f"getheader fetched {first} bytes"
+    # A second read is served locally: nothing crosses the network.
+    fits.getheader(path)
+    with fits.open(path) as hdul:
+        hdul[0].header  # noqa: B018
+    assert file_bytes(sim_url, BIG_4G_URI) == first
+
+
+def test_astropy_memmap_and_section(m2734: Mount) -> None:
+    from astropy.io import fits
+
+    rows = [r for r in catalog_rows("2734") if r["productFilename"].endswith("_cal.fits")]
+    rows = [r for r in rows if not is_guide_star(r)]
+    path = m2734.path / "JWST" / rows[0]["obs_id"] / rows[0]["productFilename"]
+    sim_bytes = bytes(default_catalog().file(rows[0]["dataURI"]).read(0, int(rows[0]["size"])))
+    with fits.open(io.BytesIO(sim_bytes)) as ref:
+        expected = np.array(ref["SCI"].data)
+    for memmap in (True, False):
+        with fits.open(path, memmap=memmap) as hdul:
+            data = hdul["SCI"].data
+            assert np.array_equal(np.asarray(data), expected, equal_nan=True)
+            cut = hdul["SCI"].section[..., 10:20, 30:50]
+            assert np.array_equal(cut, expected[..., 10:20, 30:50], equal_nan=True)
+
+
+def test_remount_reads_from_the_cache(tmp_path: Path, sim_url: str) -> None:
+    cache = tmp_path / "cache"
+    from astropy.io import fits
+
+    with mounted(tmp_path / "a", ["--program", "2734"], cache, server=sim_url) as m:
+        fits.getheader(product_path(m, BIG_4G_URI))
+    assert not is_mounted(tmp_path / "a")
+    reset_stats(sim_url)
+    with mounted(tmp_path / "b", ["--program", "2734"], cache, server=sim_url) as m:
+        header = fits.getheader(product_path(m, BIG_4G_URI))
+        assert header["TELESCOP"] == "JWST"
+        assert file_requests(sim_url, BIG_4G_URI, "GET") == 0
+        assert file_bytes(sim_url, BIG_4G_URI) == 0
+
+
+def test_umount_leaves_no_process(tmp_path: Path, sim_url: str) -> None:
+    mp = tmp_path / "mnt"
+    with mounted(mp, ["--program", "1558"], tmp_path / "cache", server=sim_url) as m:
+        pid = m.pid
+        assert pid is not None
+        done = run_cli(["umount", str(mp)])
+        assert done.returncode == 0, done.stderr
+        assert not is_mounted(mp)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_flat_layout(tmp_path: Path, sim_url: str) -> None:
+    with mounted(
+        tmp_path / "mnt", ["--program", "2734", "--layout", "flat"], tmp_path / "c", server=sim_url
+    ) as m:
+        names = set(os.listdir(m.path))
+        uris = {r["dataURI"] for r in catalog_rows("2734") if not is_guide_star(r)}
+        assert {"manifest.html", "selection.csv"} <= names
+        assert len(names) == len(uris) + 2
+        assert not any((m.path / n).is_dir() for n in names)
+
+
+def test_shutil_copy_of_manifest(m2734: Mount, tmp_path: Path) -> None:
+    shutil.copy(m2734.path / "manifest.html", tmp_path / "m.html")
+    html = (tmp_path / "m.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "anonymous" in html
