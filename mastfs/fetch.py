@@ -337,9 +337,7 @@ class Fetcher:
             size = int(match.group(1)) if match else None
             raise RangeNotSatisfiable(f"{what}: 416 (file size {size})", size)
         if status in _RETRY_STATUS or status >= 500:
-            raise _Retryable(
-                f"{what}: {status}", _retry_after(response.headers.get("retry-after"))
-            )
+            raise _Retryable(f"{what}: {status}", _retry_after(response.headers.get("retry-after")))
         raise FetchError(f"{what}: unexpected status {status}")
 
     @staticmethod

@@ -112,12 +112,8 @@ def _class(ranges: _Ranges, negate: bool = False) -> str:
 
 _WORD_CLASS = _class(_WORD)
 _NOT_WORD_CLASS = _class(_WORD, negate=True)
-_BOUNDARY = (
-    f"(?:(?<={_WORD_CLASS})(?!{_WORD_CLASS})|(?<!{_WORD_CLASS})(?={_WORD_CLASS}))"
-)
-_NOT_BOUNDARY = (
-    f"(?:(?<={_WORD_CLASS})(?={_WORD_CLASS})|(?<!{_WORD_CLASS})(?!{_WORD_CLASS}))"
-)
+_BOUNDARY = f"(?:(?<={_WORD_CLASS})(?!{_WORD_CLASS})|(?<!{_WORD_CLASS})(?={_WORD_CLASS}))"
+_NOT_BOUNDARY = f"(?:(?<={_WORD_CLASS})(?={_WORD_CLASS})|(?<!{_WORD_CLASS})(?!{_WORD_CLASS}))"
 
 
 def parse_literal(source: str) -> tuple[str, str]:

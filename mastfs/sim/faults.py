@@ -218,7 +218,8 @@ class Faults:
             s = self.settings
             reset_at: int | None = None
             if s.reset_after is not None:
-                reset_at = min(s.reset_after, size)
+                # A body shorter than the reset point goes out whole.
+                reset_at = s.reset_after if s.reset_after < size else None
             elif s.reset_fraction is not None:
                 reset_at = int(size * s.reset_fraction)
             stall_at = s.stall_after if s.stall_seconds > 0 else None

@@ -189,7 +189,7 @@ class Portal:
             ra, dec, radius = (float(x) for x in position.split(","))
         except ValueError:
             raise PortalError(
-                f"bad position {position!r}: expected \"ra, dec, radius\" in degrees"
+                f'bad position {position!r}: expected "ra, dec, radius" in degrees'
             ) from None
         predicates = self._compile_filters(params.get("filters"), require=False)
         rows = [r for r in self.catalog.observations if all(p(r) for p in predicates)]
@@ -271,7 +271,7 @@ class Portal:
     ) -> dict[str, Any]:
         columns = params.get("columns", "*")
         if not isinstance(columns, str):
-            raise PortalError("'columns' must be a string: \"*\", \"COUNT_BIG(*)\" or a list")
+            raise PortalError('\'columns\' must be a string: "*", "COUNT_BIG(*)" or a list')
         if columns.replace(" ", "").upper() == COUNT_COLUMN:
             return {
                 "status": "COMPLETE",
@@ -331,7 +331,7 @@ class Portal:
 
     def _compile_filter(self, f: Any) -> Predicate:
         if not isinstance(f, dict) or not isinstance(f.get("paramName"), str):
-            raise PortalError(f"bad filter {f!r}: expected {{\"paramName\": ..., \"values\": [...]}}")
+            raise PortalError(f'bad filter {f!r}: expected {{"paramName": ..., "values": [...]}}')
         column = self._obs_names.get(f["paramName"].lower())
         if column is None:
             raise PortalError(f"Unknown column '{f['paramName']}' in filters")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mastfs.sim.faults import NO_FAULTS, BodyPlan, FaultConfigError, Faults, RequestPlan
@@ -73,9 +73,8 @@ _CONTENT_TYPES = {
 
 def content_type(filename: str) -> str:
     dot = filename.rfind(".")
-    return _CONTENT_TYPES.get(filename[dot:].lower(), "application/octet-stream") if dot >= 0 else (
-        "application/octet-stream"
-    )
+    default = "application/octet-stream"
+    return _CONTENT_TYPES.get(filename[dot:].lower(), default) if dot >= 0 else default
 
 
 def http_date(ts: float) -> str:
@@ -268,9 +267,7 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        t = threading.Thread(
-            target=self._run_handler, args=(request, client_address), daemon=True
-        )
+        t = threading.Thread(target=self._run_handler, args=(request, client_address), daemon=True)
         with self._conns_lock:
             self._conns[t] = request
         t.start()
@@ -305,6 +302,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _ClientGone(Exception):
     """The peer closed the connection while we were writing."""
+
+
+class _ResetSent(_ClientGone):
+    """We aborted the connection ourselves (the reset fault)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -395,7 +396,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 0
         if plan.bandwidth:
             self._write(head)
-            return self._stream_slow([memoryview(body)], len(body), BodyPlan(bandwidth=plan.bandwidth))
+            self._body_sent = 0
+            self._stream_slow([body], len(body), BodyPlan(bandwidth=plan.bandwidth))
+            return len(body)
         self._write(head + body)
         return len(body)
 
@@ -459,7 +462,8 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query_string = target.partition("?")
         query = parse_qs(query_string, keep_blank_values=True)
         try:
-            body = self._read_body() if method in ("POST", "PUT", "PATCH") else b""
+            # Read any body, whatever the method, so the next request on the connection parses.
+            body = self._read_body()
         except ValueError as e:
             self.close_connection = True
             self._send_json(413 if "large" in str(e) else 400, error_body(str(e)))
@@ -469,7 +473,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(method, path, body)
             return
         if method not in ("GET", "HEAD", "POST"):
-            self._send_json(405, error_body(f"method {method} not allowed"), [("Allow", "GET, HEAD, POST")])
+            self._send_json(
+                405, error_body(f"method {method} not allowed"), [("Allow", "GET, HEAD, POST")]
+            )
             return
 
         if path in ("/api/v0.1/Download/file", "/jwst/api/v0.1/Download/file"):
@@ -528,7 +534,10 @@ class _Handler(BaseHTTPRequestHandler):
                 text = (query.get("request") or [None])[0]
             req = parse_request(text)
             stats.record_service(req["service"])
-            if self.sim.faults.executing_poll(json.dumps(req, sort_keys=True)):
+            # `plan is NO_FAULTS` when no fault is set or the request is out of scope.
+            if plan is not NO_FAULTS and self.sim.faults.executing_poll(
+                json.dumps(req, sort_keys=True)
+            ):
                 sent = self._send_json(
                     200, {"status": "EXECUTING", "msg": "", "percent complete": 0}, plan=plan
                 )
@@ -673,9 +682,8 @@ class _Handler(BaseHTTPRequestHandler):
         if if_none_match:
             not_modified = _weak_match(if_none_match, etag)
         elif h.get("If-Modified-Since"):
-            since = email.utils.parsedate_to_datetime(h["If-Modified-Since"]) if _is_date(
-                h["If-Modified-Since"]
-            ) else None
+            ims = h["If-Modified-Since"]
+            since = email.utils.parsedate_to_datetime(ims) if _is_date(ims) else None
             not_modified = since is not None and int(f.last_modified) <= since.timestamp()
         if not_modified:
             self._send(304, b"", [(k, v) for k, v in headers if k in ("ETag", "Last-Modified")])
@@ -703,20 +711,19 @@ class _Handler(BaseHTTPRequestHandler):
             sim.stats.record_file(uri, method, status, 0, False)
             return
         body_plan = plan.body(length)
-        sent = 0
-        reset = False
+        self._body_sent = 0
         try:
             if body_plan is None:
                 for chunk in f.iter_range(start, end, CHUNK):
                     self._write(chunk)
-                    sent += len(chunk)
+                    self._body_sent += len(chunk)
             else:
-                sent = self._stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
-                reset = body_plan.reset_at is not None
-        except _ClientGone:
-            sim.stats.record_file(uri, method, status, sent, False)
+                self._stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
+        except _ClientGone as e:
+            reset = isinstance(e, _ResetSent)
+            sim.stats.record_file(uri, method, status, self._body_sent, reset)
             raise
-        sim.stats.record_file(uri, method, status, sent, reset)
+        sim.stats.record_file(uri, method, status, self._body_sent, False)
 
     def _if_range_holds(self, f: SimFile, etag: str) -> bool:
         value = self.headers["If-Range"].strip()
@@ -728,43 +735,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream_slow(
         self, chunks: Iterable[bytes | memoryview], length: int, plan: BodyPlan
-    ) -> int:
-        """Write a body under faults: bandwidth cap, one stall, a reset. Returns bytes sent."""
-        sent = 0
+    ) -> None:
+        """Write a body under faults: bandwidth cap, one stall, a reset.
+
+        Progress is kept in `self._body_sent`, so the stats stay right when the body is cut.
+        """
         started = time.monotonic()
         step = SLOW_CHUNK
         if plan.bandwidth:
             # About 20 writes a second keeps the rate smooth without flooding syscalls.
             step = max(1024, min(SLOW_CHUNK, plan.bandwidth // 20))
-        stalled = False
+        stall_at = plan.stall_at
         for chunk in chunks:
             view = memoryview(chunk)
             while len(view):
-                piece = len(view) if not plan.bandwidth else min(step, len(view))
-                piece = min(piece, SLOW_CHUNK * 16)
-                # Never write past a pending stall or reset point in one go.
-                for mark in (plan.stall_at if not stalled else None, plan.reset_at):
-                    if mark is not None and sent < mark:
-                        piece = min(piece, mark - sent)
+                sent = self._body_sent
                 if plan.reset_at is not None and sent >= plan.reset_at:
                     self._reset_connection()
-                    return sent
-                if not stalled and plan.stall_at is not None and sent >= plan.stall_at:
-                    stalled = True
+                if stall_at is not None and sent >= stall_at:
+                    stall_at = None
                     time.sleep(plan.stall_seconds)
-                    continue
+                piece = min(step, len(view))
+                # Never write past a pending stall or reset point in one go.
+                for mark in (stall_at, plan.reset_at):
+                    if mark is not None and sent < mark:
+                        piece = min(piece, mark - sent)
                 self._write(view[:piece])
                 view = view[piece:]
-                sent += piece
+                self._body_sent += piece
                 if plan.bandwidth:
-                    ahead = sent / plan.bandwidth - (time.monotonic() - started)
+                    ahead = self._body_sent / plan.bandwidth - (time.monotonic() - started)
                     if ahead > 0:
                         time.sleep(ahead)
-        if plan.reset_at is not None and sent >= plan.reset_at and sent < length:
+        if plan.reset_at is not None and self._body_sent < length:
             self._reset_connection()
-        return sent
 
-    def _reset_connection(self) -> None:
+    def _reset_connection(self) -> NoReturn:
         """Abort with a TCP RST (SO_LINGER 0), as a crashed server or middlebox would."""
         self.close_connection = True
         sock = self.connection
@@ -773,7 +779,7 @@ class _Handler(BaseHTTPRequestHandler):
             sock.close()
         except OSError:
             pass
-        raise _ClientGone()
+        raise _ResetSent()
 
     def _bundle(self, query: dict[str, list[str]], body: bytes, plan: RequestPlan) -> None:
         uris = list(query.get("uri") or [])
@@ -804,7 +810,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f'echo "<<< Downloading File: {uri}"',
                 f'echo "                  To: {dest}"',
                 f'curl -H "$AUTH" --globoff --location-trusted -f --progress-bar --create-dirs'
-                f' --output "{dest}" \'{url}\'',
+                f" --output \"{dest}\" '{url}'",
                 "",
             ]
         lines.append("exit 0")
@@ -929,7 +935,7 @@ def _autoindex(path: str, rows: list[tuple[str, bool, int, float]]) -> bytes:
     title = html.escape(path)
     out = [
         f"<html>\n<head><title>Index of {title}</title></head>\n<body>\n",
-        f"<h1>Index of {title}</h1><hr><pre><a href=\"../\">../</a>\n",
+        f'<h1>Index of {title}</h1><hr><pre><a href="../">../</a>\n',
     ]
     for name, is_dir, size, mtime in rows:
         shown = name + ("/" if is_dir else "")

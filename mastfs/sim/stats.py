@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def status_class(status: int) -> str:
-    """"200", "206", "304" stay exact (clients care which); others become "4xx"/"5xx"."""
+    """Exact for 200, 206 and 304 (clients care which); "4xx"/"5xx" for the rest."""
     if status in (200, 206, 304):
         return str(status)
     return f"{status // 100}xx"
