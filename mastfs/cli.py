@@ -15,7 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,10 +29,17 @@ MAST_TOKEN_ENV = "MAST_API_TOKEN"
 SERVER_ENV = "MASTFS_SERVER"
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _ANGLE_UNITS = {
-    "": 1.0, "d": 1.0, "deg": 1.0, "°": 1.0,
-    "m": 1 / 60, "arcmin": 1 / 60, "'": 1 / 60,
-    "s": 1 / 3600, "arcsec": 1 / 3600, '"': 1 / 3600,
-}  # fmt: skip
+    "": 1.0,
+    "d": 1.0,
+    "deg": 1.0,
+    "°": 1.0,
+    "m": 1 / 60,
+    "arcmin": 1 / 60,
+    "'": 1 / 60,
+    "s": 1 / 3600,
+    "arcsec": 1 / 3600,
+    '"': 1 / 3600,
+}
 
 
 class UsageError(Exception):
@@ -85,16 +93,31 @@ def _split(values: Sequence[str] | None) -> tuple[str, ...]:
 
 def _add_query_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("query (at least one)")
-    g.add_argument("--program", "-p", action="append", metavar="ID[,ID...]",
-                   help="proposal / program ID(s), e.g. 2734")
+    g.add_argument(
+        "--program",
+        "-p",
+        action="append",
+        metavar="ID[,ID...]",
+        help="proposal / program ID(s), e.g. 2734",
+    )
     g.add_argument("--target", metavar="NAME", help="target name, resolved by the archive")
-    g.add_argument("--radius", type=parse_radius, default=0.2, metavar="ANGLE",
-                   help="search radius around --target: 1m, 30s, 0.02deg (default 0.2deg)")
+    g.add_argument(
+        "--radius",
+        type=parse_radius,
+        default=0.2,
+        metavar="ANGLE",
+        help="search radius around --target: 1m, 30s, 0.02deg (default 0.2deg)",
+    )
     g.add_argument("--collection", action="append", metavar="NAME", help="mission, e.g. JWST, HST")
     g.add_argument("--instrument", action="append", metavar="NAME", help="e.g. NIRISS/SOSS, MIRI*")
     g.add_argument("--filters", action="append", metavar="NAME", help="e.g. F770W")
-    g.add_argument("--criteria", action="append", type=parse_criterion, metavar="KEY=VALUE",
-                   help="any Mast.Caom.Filtered column; MIN..MAX for ranges (repeatable)")  # fmt: skip
+    g.add_argument(
+        "--criteria",
+        action="append",
+        type=parse_criterion,
+        metavar="KEY=VALUE",
+        help="any Mast.Caom.Filtered column; MIN..MAX for ranges (repeatable)",
+    )
 
 
 def _add_selection_args(p: argparse.ArgumentParser) -> None:
@@ -102,49 +125,109 @@ def _add_selection_args(p: argparse.ArgumentParser) -> None:
         "selection (as the MAST Portal's download overlay: values OR-ed, kinds AND-ed)"
     )
     quick = g.add_mutually_exclusive_group()
-    quick.add_argument("--all", dest="quick", action="store_const", const="all",
-                       help="everything except JWST guide-star files (default)")
-    quick.add_argument("--recommended", dest="quick", action="store_const", const="recommended",
-                       help="Minimum Recommended Products only")
-    g.add_argument("--level", action="append", metavar="L[,L...]",
-                   help="product level: JWST 1b 2a 2b 3 4; HST 1 2 3")
-    g.add_argument("--group", action="append", metavar="G[,G...]",
-                   help="product group / suffix: UNCAL, CAL, RATEINTS, X1DINTS, I2D, ASN, ...")
-    g.add_argument("--category", action="append", metavar="C[,C...]",
-                   help="SCIENCE, AUXILIARY, INFO, PREVIEW, CATALOG, CALIBRATION")
-    g.add_argument("--extension", action="append", metavar="EXT[,EXT...]",
-                   help="file extension: fits, jpg, png, csv, ecsv, json, ...")
+    quick.add_argument(
+        "--all",
+        dest="quick",
+        action="store_const",
+        const="all",
+        help="everything except JWST guide-star files (default)",
+    )
+    quick.add_argument(
+        "--recommended",
+        dest="quick",
+        action="store_const",
+        const="recommended",
+        help="Minimum Recommended Products only",
+    )
+    g.add_argument(
+        "--level",
+        action="append",
+        metavar="L[,L...]",
+        help="product level: JWST 1b 2a 2b 3 4; HST 1 2 3",
+    )
+    g.add_argument(
+        "--group",
+        action="append",
+        metavar="G[,G...]",
+        help="product group / suffix: UNCAL, CAL, RATEINTS, X1DINTS, I2D, ASN, ...",
+    )
+    g.add_argument(
+        "--category",
+        action="append",
+        metavar="C[,C...]",
+        help="SCIENCE, AUXILIARY, INFO, PREVIEW, CATALOG, CALIBRATION",
+    )
+    g.add_argument(
+        "--extension",
+        action="append",
+        metavar="EXT[,EXT...]",
+        help="file extension: fits, jpg, png, csv, ecsv, json, ...",
+    )
     g.add_argument("--guide-stars", action="store_true", help="add JWST guide-star files")
-    g.add_argument("--regex", action="append", metavar="PATTERN",
-                   help="keep file names matching a JavaScript regex (/pattern/i form accepted)")
-    g.add_argument("--exclude-regex", action="append", metavar="PATTERN",
-                   help="drop file names matching a JavaScript regex")
-    g.add_argument("--public-only", action="store_true", help="drop exclusive-access products")  # fmt: skip
+    g.add_argument(
+        "--regex",
+        action="append",
+        metavar="PATTERN",
+        help="keep file names matching a JavaScript regex (/pattern/i form accepted)",
+    )
+    g.add_argument(
+        "--exclude-regex",
+        action="append",
+        metavar="PATTERN",
+        help="drop file names matching a JavaScript regex",
+    )
+    g.add_argument("--public-only", action="store_true", help="drop exclusive-access products")
 
 
 def _add_archive_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("archive")
-    g.add_argument("--server", metavar="URL",
-                   help=f"MAST base URL (env {SERVER_ENV}; default {DEFAULT_SERVER})")
-    g.add_argument("--token-file", type=Path, metavar="FILE",
-                   help=f"file holding a MAST API token (else env {MAST_TOKEN_ENV})")
-    g.add_argument("--cache-dir", type=Path, metavar="DIR",
-                   help="persistent cache (default $XDG_CACHE_HOME/mastfs)")  # fmt: skip
+    g.add_argument(
+        "--server",
+        metavar="URL",
+        help=f"MAST base URL (env {SERVER_ENV}; default {DEFAULT_SERVER})",
+    )
+    g.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"file holding a MAST API token (else env {MAST_TOKEN_ENV})",
+    )
+    g.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="persistent cache (default $XDG_CACHE_HOME/mastfs)",
+    )
 
 
 def _add_mount_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("mount")
-    g.add_argument("--layout", choices=("nested", "flat"), default="nested",
-                   help="nested: MISSION/DATASET/FILE (default); flat: every file at the root")
-    g.add_argument("--cache-size", type=parse_size, default=parse_size("50G"), metavar="SIZE",
-                   help="bound of the disk cache, e.g. 50G (default)")
-    g.add_argument("--readahead-kb", type=int, default=1024, metavar="KB",
-                   help="kernel readahead for the mount, needs root (default 1024; 0 = leave)")
+    g.add_argument(
+        "--layout",
+        choices=("nested", "flat"),
+        default="nested",
+        help="nested: MISSION/DATASET/FILE (default); flat: every file at the root",
+    )
+    g.add_argument(
+        "--cache-size",
+        type=parse_size,
+        default=parse_size("50G"),
+        metavar="SIZE",
+        help="bound of the disk cache, e.g. 50G (default)",
+    )
+    g.add_argument(
+        "--readahead-kb",
+        type=int,
+        default=1024,
+        metavar="KB",
+        help="kernel readahead for the mount, needs root (default 1024; 0 = leave)",
+    )
     g.add_argument("--allow-other", action="store_true", help="let other users see the mount")
-    g.add_argument("-f", "--foreground", action="store_true",
-                   help="stay in the foreground and log to stderr")
+    g.add_argument(
+        "-f", "--foreground", action="store_true", help="stay in the foreground and log to stderr"
+    )
     g.add_argument("--debug", action="store_true", help="verbose logging")
-    g.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # fmt: skip
+    g.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query_args(ls)
     _add_selection_args(ls)
     _add_archive_args(ls)
-    ls.add_argument("--layout", choices=("nested", "flat"), default="nested",
-                    help="paths in the CSV's Path column")  # fmt: skip
+    ls.add_argument(
+        "--layout",
+        choices=("nested", "flat"),
+        default="nested",
+        help="paths in the CSV's Path column",
+    )
     ls.add_argument("--csv", action="store_true", help="print selection.csv instead of a table")
 
     sub.add_parser("sim", help="run the MAST archive simulator", add_help=False)
@@ -233,9 +320,16 @@ def selection_from_args(args: argparse.Namespace) -> object:
 
 def _has_selection_args(args: argparse.Namespace) -> bool:
     return bool(
-        args.quick or args.level or args.group or args.category or args.extension
-        or args.guide_stars or args.regex or args.exclude_regex or args.public_only
-    )  # fmt: skip
+        args.quick
+        or args.level
+        or args.group
+        or args.category
+        or args.extension
+        or args.guide_stars
+        or args.regex
+        or args.exclude_regex
+        or args.public_only
+    )
 
 
 def query_from_args(args: argparse.Namespace) -> object:
@@ -353,7 +447,9 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
     if demo:
         from mastfs.archive import Query
 
-        query: object = Query(programs=("2734",))
+        from mastfs.demo import DEMO_PROGRAM
+
+        query: object = Query(programs=(DEMO_PROGRAM,))
         server, token = "http://127.0.0.1", None
     else:
         query = query_from_args(args)
@@ -381,7 +477,7 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         readahead_kb=args.readahead_kb,
         allow_other=args.allow_other,
         debug=args.debug,
-        embedded_sim=demo,
+        start_server=_demo_server() if demo else None,
     )
     reporter: _PrintReporter | _PipeReporter
     if args.ready_fd is not None:
@@ -411,6 +507,12 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
     return 0
 
 
+def _demo_server() -> Callable[[AsyncExitStack], str]:
+    from mastfs.demo import start_embedded_sim
+
+    return start_embedded_sim
+
+
 def _log_path(cache_dir: Path, mountpoint: Path) -> Path:
     import hashlib
 
@@ -423,8 +525,15 @@ def _log_path(cache_dir: Path, mountpoint: Path) -> Path:
 def _spawn_daemon(args: argparse.Namespace, cache_dir: Path) -> int:
     """Run the mount in a detached child; return once it is ready or has failed."""
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, "-m", "mastfs", *sys.argv[1:], "--foreground", "--ready-fd",
-            str(write_fd)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "mastfs",
+        *sys.argv[1:],
+        "--foreground",
+        "--ready-fd",
+        str(write_fd),
+    ]
     log_path = _log_path(cache_dir, args.mountpoint)
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(

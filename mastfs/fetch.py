@@ -224,11 +224,32 @@ class Fetcher:
         `ContentChanged` before its body is read. A server that ignores `Range` raises
         `RangeIgnored`; the caller decides whether to stream the whole file.
         """
+        pieces, info = await self.get_range_split(
+            dataURI, start, end, end - start, expected=expected
+        )
+        return pieces[0], info
+
+    async def get_range_split(
+        self,
+        dataURI: str,
+        start: int,
+        end: int,
+        piece_size: int,
+        *,
+        expected: RemoteInfo | None = None,
+    ) -> tuple[list[bytes], RemoteInfo]:
+        """`get_range`, its body cut into pieces of `piece_size` bytes (the last may be short).
+
+        For the block cache: cutting while receiving copies each byte once, where joining the
+        body and slicing it into blocks would copy it twice.
+        """
         if not 0 <= start < end:
             raise ValueError(f"empty or negative range [{start}, {end})")
+        if piece_size <= 0:
+            raise ValueError(f"piece size {piece_size} must be positive")
         what = f"GET {dataURI} bytes {start}-{end - 1}"
 
-        async def attempt() -> tuple[bytes, RemoteInfo]:
+        async def attempt() -> tuple[list[bytes], RemoteInfo]:
             headers = {"Range": f"bytes={start}-{end - 1}"}
             response = await self._send("GET", dataURI, headers)
             try:
@@ -243,8 +264,8 @@ class Fetcher:
                 info = self._check_content_range(response, what, start, end)
                 if expected is not None and not expected.same_content(info):
                     raise ContentChanged(f"{what}: content changed", info)
-                body = await self._read_body(response, end - start, what)
-                return body, info
+                pieces = await self._read_body(response, end - start, piece_size, what)
+                return pieces, info
             finally:
                 await response.aclose()
 
@@ -358,22 +379,36 @@ class Fetcher:
             raise ContentChanged(f"{what}: file is now {total} bytes", info)
         raise BadResponse(f"{what}: Content-Range {header!r} does not match the request")
 
-    async def _read_body(self, response: httpx.Response, length: int, what: str) -> bytes:
+    async def _read_body(
+        self, response: httpx.Response, length: int, piece_size: int, what: str
+    ) -> list[bytes]:
         declared = _content_length(response)
         if declared is not None and declared != length:
             raise BadResponse(f"{what}: Content-Length {declared}, expected {length}")
-        chunks: list[bytes] = []
+        pieces: list[bytes] = []
+        current: list[bytes | memoryview] = []
+        filled = 0
         received = 0
         async for chunk in response.aiter_raw():
             received += len(chunk)
             if received > length:
                 raise BadResponse(f"{what}: body longer than {length} bytes")
-            chunks.append(chunk)
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), piece_size - filled)
+                current.append(view[:take] if take < len(view) else view)
+                view = view[take:]
+                filled += take
+                if filled == piece_size:
+                    pieces.append(b"".join(current))
+                    current, filled = [], 0
         self.counters["bytes"] += received
         if received != length:
             # A connection that ends early is a transport failure, worth another attempt.
             raise _Retryable(f"{what}: body ended after {received} of {length} bytes")
-        return b"".join(chunks)
+        if current:
+            pieces.append(b"".join(current))
+        return pieces
 
     async def _retrying(
         self, what: str, attempt: Callable[[], Awaitable[T]], *, retry: bool = True

@@ -140,9 +140,9 @@ class MastOperations(pyfuse3.Operations):
             product = cast(Product, entry.product)
             attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
             attr.st_size = product.size
-            attr.st_nlink = max(1, snap.tree.nlink(entry.inode)) if snap.tree.entry(
-                entry.inode
-            ) else 1
+            attr.st_nlink = (
+                max(1, snap.tree.nlink(entry.inode)) if snap.tree.entry(entry.inode) else 1
+            )
             mtime = product.mtime
         attr.st_blocks = (attr.st_size + 511) // 512
         ns = int(mtime * 1e9)
@@ -239,9 +239,7 @@ class MastOperations(pyfuse3.Operations):
             self.state.record_error(product.dataURI, "not authorized")
             raise
         except fetch.FetchError as exc:
-            log.warning(
-                "read failed: %s bytes %d-%d: %s", product.dataURI, off, off + length, exc
-            )
+            log.warning("read failed: %s bytes %d-%d: %s", product.dataURI, off, off + length, exc)
             self.state.record_error(product.dataURI, str(exc) or type(exc).__name__)
             raise
 

@@ -15,7 +15,7 @@ import signal
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,10 +59,9 @@ class MountOptions:
     readahead_kb: int = DEFAULT_READAHEAD_KB
     allow_other: bool = False
     debug: bool = False
-    # Set by `mastfs demo`: the archive simulator runs inside the daemon and `server` is
-    # replaced by its URL once it listens.
-    embedded_sim: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
+    # replaces `server`.
+    start_server: Callable[[AsyncExitStack], str] | None = None
 
 
 # -- checks that need no network ---------------------------------------------------------------
@@ -148,7 +147,9 @@ async def probe_readable(fetcher: Fetcher, products: Sequence[Product]) -> set[s
     return readable
 
 
-async def probe_readable_at(server: str, token: str | None, products: Sequence[Product]) -> set[str]:
+async def probe_readable_at(
+    server: str, token: str | None, products: Sequence[Product]
+) -> set[str]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False) as client:
         return await probe_readable(Fetcher(client, server, token), products)
 
@@ -156,8 +157,8 @@ async def probe_readable_at(server: str, token: str | None, products: Sequence[P
 async def serve(opts: MountOptions, reporter: Reporter) -> None:
     """Query, mount, serve until unmounted or signalled; MountError for the user's mistakes."""
     async with AsyncExitStack() as stack:
-        if opts.embedded_sim:
-            opts.server = _start_embedded_sim(stack)
+        if opts.start_server is not None:
+            opts.server = opts.start_server(stack)
         archive = archive_mod.Archive(opts.server, opts.cache_dir, opts.token)
         try:
             user: User | None = await trio.to_thread.run_sync(archive.login)
@@ -184,7 +185,11 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         if summary.unreadable_files:
             reporter.warning(
                 f"{summary.unreadable_files} selected exclusive-access files cannot be read "
-                + ("without an authorized MAST token" if user is None else f"by {user.display_name}")
+                + (
+                    "without an authorized MAST token"
+                    if user is None
+                    else f"by {user.display_name}"
+                )
             )
 
         nursery = await stack.enter_async_context(trio.open_nursery())
@@ -237,17 +242,6 @@ async def _terminate_on_signals() -> None:
             log.info("signal %d: unmounting", signum)
             pyfuse3.terminate()
             return
-
-
-def _start_embedded_sim(stack: AsyncExitStack) -> str:
-    # The demo is the one place the product meets the simulator in one process.
-    from mastfs.sim.server import SimServer
-
-    sim = SimServer(host="127.0.0.1", port=0)
-    sim.start()
-    stack.callback(sim.stop)
-    log.info("embedded archive simulator at %s", sim.url)
-    return str(sim.url)
 
 
 def tune_readahead(mountpoint: Path, readahead_kb: int) -> None:

@@ -205,13 +205,19 @@ class Selection:
         def put(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
+        def values(name: str) -> tuple[str, ...]:
+            # A bare string is one value, not a collection of characters.
+            v = getattr(self, name)
+            return (v,) if isinstance(v, str) else tuple(v)
+
         put("quick", _normalise_quick(self.quick))
-        put("levels", frozenset(_normalise_level(v) for v in self.levels))
-        put("categories", frozenset(_normalise_category(v) for v in self.categories))
-        put("groups", frozenset(g for g in map(_normalise_group, self.groups) if g))
-        put("extensions", frozenset(e for e in map(_normalise_extension, self.extensions) if e))
-        put("regex", tuple(self.regex))
-        put("exclude_regex", tuple(self.exclude_regex))
+        put("levels", frozenset(_normalise_level(v) for v in values("levels")))
+        put("categories", frozenset(_normalise_category(v) for v in values("categories")))
+        put("groups", frozenset(g for g in map(_normalise_group, values("groups")) if g))
+        exts = map(_normalise_extension, values("extensions"))
+        put("extensions", frozenset(e for e in exts if e))
+        put("regex", values("regex"))
+        put("exclude_regex", values("exclude_regex"))
         put("_patterns", tuple(_compile(r, "regex") for r in self.regex))
         put("_exclude_patterns", tuple(_compile(r, "exclude regex") for r in self.exclude_regex))
 

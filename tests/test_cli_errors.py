@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN
+
 from tests.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
 
 pytestmark = pytest.mark.mount
@@ -69,9 +69,17 @@ def test_unknown_level_lists_valid_values(sim_url: str, tmp_path: Path, mp: Path
 
 def test_unreachable_server(tmp_path: Path, mp: Path) -> None:
     done = run_cli(
-        ["mount", "--server", "http://127.0.0.1:9", "--cache-dir", str(tmp_path / "c"),
-         "--program", "2734", str(mp)]
-    )  # fmt: skip
+        [
+            "mount",
+            "--server",
+            "http://127.0.0.1:9",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--program",
+            "2734",
+            str(mp),
+        ]
+    )
     assert_clean_failure(done, "cannot reach", 1)
 
 
@@ -79,9 +87,17 @@ def test_cache_dir_not_writable(sim_url: str, tmp_path: Path, mp: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     done = run_cli(
-        ["mount", "--server", sim_url, "--cache-dir", str(blocker / "cache"),
-         "--program", "2734", str(mp)]
-    )  # fmt: skip
+        [
+            "mount",
+            "--server",
+            sim_url,
+            "--cache-dir",
+            str(blocker / "cache"),
+            "--program",
+            "2734",
+            str(mp),
+        ]
+    )
     assert_clean_failure(done, "cannot be written", 1)
 
 
@@ -154,9 +170,11 @@ def test_unauthorized_token_gets_eacces(sim_url: str, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text(UNAUTHORIZED_TOKEN)
     with mounted(
-        tmp_path / "mnt", ["--program", "6543", "--token-file", str(token)], tmp_path / "c",
+        tmp_path / "mnt",
+        ["--program", "6543", "--token-file", str(token)],
+        tmp_path / "c",
         server=sim_url,
-    ) as m:  # fmt: skip
+    ) as m:
         with pytest.raises(PermissionError):
             exclusive_file(m).read_bytes()
 
@@ -165,9 +183,12 @@ def test_authorized_token_reads(sim_url: str, tmp_path: Path) -> None:
     from mastfs.sim.catalog import default_catalog
 
     with mounted(
-        tmp_path / "mnt", ["--program", "6543"], tmp_path / "c", server=sim_url,
+        tmp_path / "mnt",
+        ["--program", "6543"],
+        tmp_path / "c",
+        server=sim_url,
         env={"MAST_API_TOKEN": AUTHORIZED_TOKEN},
-    ) as m:  # fmt: skip
+    ) as m:
         path = exclusive_file(m)
         uri = os.getxattr(path, "user.mast.uri").decode()
         head = path.open("rb").read(64 * 1024)

@@ -41,6 +41,7 @@ from tests.fetch_support import (
 def sim(sim_server: Any) -> Iterator[Sim]:
     control = Sim(sim_server)
     control.clear_faults()
+    control.reset_stats()
     try:
         yield control
     finally:
@@ -265,7 +266,9 @@ def mock_fetcher(handler: Callable[[httpx.Request], httpx.Response], **policy: A
 
 
 def partial(body: bytes, content_range: str, **headers: str) -> httpx.Response:
-    return httpx.Response(206, content=body, headers={"Content-Range": content_range, **headers})
+    # A streamed body, as from a real connection (`content=` would arrive already read).
+    headers = {"Content-Range": content_range, "Content-Length": str(len(body)), **headers}
+    return httpx.Response(206, headers=headers, stream=httpx.ByteStream(body))
 
 
 @pytest.mark.parametrize(
@@ -275,7 +278,7 @@ def partial(body: bytes, content_range: str, **headers: str) -> httpx.Response:
         partial(b"x" * 100, "bytes 0-99/1000", **{"Content-Length": "100"}),  # wrong end
         partial(b"x" * 101, "bytes 0-100/1000"),  # longer than asked
         partial(b"x" * 100, "bytes 0-99/*"),  # unknown total
-        httpx.Response(206, content=b"x" * 100),  # no Content-Range at all
+        httpx.Response(206, stream=httpx.ByteStream(b"x" * 100)),  # no Content-Range at all
     ],
 )
 async def test_a_mismatched_206_is_a_bad_response(response: httpx.Response) -> None:

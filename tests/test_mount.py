@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
+
 from tests.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
 
 pytestmark = pytest.mark.mount
@@ -90,8 +90,11 @@ def test_ls_lR_shows_the_tree(m2734: Mount) -> None:
 def test_find_cal_files_excludes_guide_stars(m2734: Mount) -> None:
     out = subprocess.run(
         ["find", str(m2734.path), "-name", "*_cal.fits"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.split()  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
     found = {Path(p).relative_to(m2734.path).as_posix() for p in out}
     expected = {
         f"{r['obs_collection']}/{r['obs_id']}/{r['productFilename']}"
@@ -118,8 +121,10 @@ def test_grep_selection_csv(m2734: Mount) -> None:
     )
     grep = subprocess.run(
         ["grep", "-c", "_x1dints.fits", str(m2734.path / "selection.csv")],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert grep.returncode == 0 and int(grep.stdout) >= 1
     rows = list(csv.reader(io.StringIO(text)))
     listed = {r[1] for r in rows[1:]}
@@ -129,9 +134,10 @@ def test_grep_selection_csv(m2734: Mount) -> None:
 
 def test_cp_matches_simulator_sha256(m2734: Mount, tmp_path: Path, sim_url: str) -> None:
     rows = [
-        r for r in catalog_rows("2734")
+        r
+        for r in catalog_rows("2734")
         if r["productFilename"].endswith("_x1dints.fits") and int(r["size"]) < 512 * MIB
-    ]  # fmt: skip
+    ]
     assert rows
     row = rows[0]
     src = m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]

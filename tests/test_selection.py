@@ -203,6 +203,11 @@ def test_invalid_regex_names_the_pattern(bad: str) -> None:
     assert "exclude regex" in str(info.value)
 
 
+def test_bare_strings_are_single_values() -> None:
+    sel = Selection(levels="2b", regex="_cal", groups="cal")  # type: ignore[arg-type]
+    assert sel == Selection.build(levels=["2b"], regex=["_cal"], groups=["CAL"])
+
+
 def test_direct_construction_is_normalised_too() -> None:
     sel = Selection(
         levels=frozenset({"L2B", "Combined"}),

@@ -22,8 +22,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astroquery.exceptions import LoginError
 from astroquery.mast import Observations
-from mastfs.sim.catalog import AUTHORIZED_TOKEN, TOKENS, UNAUTHORIZED_TOKEN
 
+from mastfs.sim.catalog import AUTHORIZED_TOKEN, TOKENS, UNAUTHORIZED_TOKEN
 from mastfs.sim.server import SimServer
 
 
@@ -41,8 +41,18 @@ def obs(sim_server: SimServer, sim_url: str) -> Iterator[Any]:
         sim_server.faults.clear()
 
 
+def _observations(sim: SimServer) -> list[dict[str, Any]]:
+    return list(sim.catalog.observations)
+
+
+def _resolve(sim: SimServer, name: str) -> tuple[float, float, str]:
+    hit = sim.catalog.resolve(name)
+    assert hit is not None, name
+    return hit
+
+
 def _program_obs(sim: SimServer, proposal: str) -> list[dict[str, Any]]:
-    return [o for o in sim.catalog.observations if str(o["proposal_id"]) == proposal]
+    return [o for o in _observations(sim) if str(o["proposal_id"]) == proposal]
 
 
 def _small_file(sim: SimServer, proposal: str, rights: str) -> Any:
@@ -89,7 +99,7 @@ def test_query_criteria_wildcard_and_ranges(obs: Any, sim_server: SimServer) -> 
     table = obs.query_criteria(proposal_id="273*", t_min=[lo, hi], calib_level=[2, 3])
     expected = {
         str(o["obsid"])
-        for o in sim_server.catalog.observations
+        for o in _observations(sim_server)
         if str(o["proposal_id"]).startswith("273")
         and o.get("t_min") is not None
         and lo <= o["t_min"] <= hi
@@ -110,7 +120,7 @@ def test_query_region(obs: Any, sim_server: SimServer) -> None:
     assert "distance" in table.colnames
     assert np.all(table["distance"] <= 0.02 * 3600 + 1e-6)
     positional = obs.query_criteria(
-        coordinates=f"{o['s_ra']} {o['s_dec']}", radius=0.02, proposal_id="2734"
+        coordinates=SkyCoord(o["s_ra"], o["s_dec"], unit="deg"), radius=0.02, proposal_id="2734"
     )
     assert str(o["obsid"]) in {str(x) for x in positional["obsid"]}
 
@@ -123,7 +133,7 @@ def test_query_object_through_proxy(
         for o in _program_obs(sim_server, "2734")
         if sim_server.catalog.resolve(o["target_name"])
     )
-    ra, dec, _ = sim_server.catalog.resolve(name)
+    ra, dec, _ = _resolve(sim_server, name)
     for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(var, raising=False)
     # SANTA's host (http://mastresolver.stsci.edu) is hard-coded in astroquery 0.4.11.
@@ -178,11 +188,16 @@ def test_download_public_fits(obs: Any, sim_server: SimServer, tmp_path: Path) -
 
 
 def test_login(obs: Any) -> None:
-    assert obs.login(token=AUTHORIZED_TOKEN) is True
+    obs.login(token=AUTHORIZED_TOKEN)
     info = obs.session_info(verbose=False)
+    assert info["anon"] is False
     assert info["attrib"]["display_name"] == TOKENS[AUTHORIZED_TOKEN].display_name
     obs.logout()
-    assert obs.login(token=UNAUTHORIZED_TOKEN) is True
+    # A valid token of a user without exclusive-access rights still logs in.
+    obs.login(token=UNAUTHORIZED_TOKEN)
+    assert obs.session_info(verbose=False)["attrib"]["display_name"] == (
+        TOKENS[UNAUTHORIZED_TOKEN].display_name
+    )
     obs.logout()
     with pytest.raises(LoginError):
         obs.login(token="not-a-mast-token")

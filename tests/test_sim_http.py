@@ -4,11 +4,14 @@ API's paging/filters/errors, stats, every fault knob, the directory view and the
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,8 +22,8 @@ from urllib.parse import quote, urljoin
 
 import httpx
 import pytest
-from mastfs.sim.catalog import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN
 
+from mastfs.sim.catalog import AUTHORIZED_TOKEN, BIG_4G_URI, HOSTILE_URI, UNAUTHORIZED_TOKEN
 from mastfs.sim.server import SimServer, parse_range
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,12 +48,29 @@ def client(sim_url: str) -> Iterator[httpx.Client]:
         yield c
 
 
+def _observations(sim: SimServer) -> list[dict[str, Any]]:
+    return list(sim.catalog.observations)
+
+
+def _resolve(sim: SimServer, name: str) -> tuple[float, float, str]:
+    hit = sim.catalog.resolve(name)
+    assert hit is not None, name
+    return hit
+
+
+def _file(sim: SimServer, uri: str) -> Any:
+    f = sim.catalog.file(uri)
+    assert f is not None, uri
+    return f
+
+
 def _pick(sim: SimServer, rights: str, proposal: str | None = None, index: int = 0) -> Any:
     files = sorted(
         (
             f
             for f in sim.catalog.files()
             if f.dataRights == rights
+            and f.filename.endswith(".fits")
             and 4096 <= f.size <= 4 << 20
             and (proposal is None or str(f.proposal_id) == proposal)
         ),
@@ -190,6 +210,20 @@ def test_conditional_requests(client: httpx.Client, public_file: Any) -> None:
     assert client.get(DOWNLOAD, params=p, headers={"If-Match": '"x"'}).status_code == 412
 
 
+def test_ranges_beyond_4_gib(client: httpx.Client, sim: SimServer) -> None:
+    f = _file(sim, BIG_4G_URI)
+    assert f.size > 1 << 32
+    head = client.head(DOWNLOAD, params={"uri": BIG_4G_URI})
+    assert int(head.headers["Content-Length"]) == f.size
+    a = (1 << 32) + 12345
+    r = client.get(DOWNLOAD, params={"uri": BIG_4G_URI}, headers={"Range": f"bytes={a}-{a + 99}"})
+    assert r.status_code == 206
+    assert r.headers["Content-Range"] == f"bytes {a}-{a + 99}/{f.size}"
+    assert r.content == bytes(f.read(a, 100))
+    tail = client.get(DOWNLOAD, params={"uri": BIG_4G_URI}, headers={"Range": "bytes=-100"})
+    assert tail.content == bytes(f.read(f.size - 100, 100))
+
+
 def test_unknown_uri_is_404_json(client: httpx.Client) -> None:
     r = client.get(DOWNLOAD, params={"uri": "mast:JWST/product/nope_cal.fits"})
     assert r.status_code == 404
@@ -261,7 +295,7 @@ def test_whoami(client: httpx.Client) -> None:
 def test_filtered_query_and_paging(client: httpx.Client, sim: SimServer) -> None:
     expected = sorted(
         str(o["obsid"])
-        for o in sim.catalog.observations
+        for o in _observations(sim)
         if o["obs_collection"] == "JWST" and str(o["proposal_id"]) == "2734"
     )
     assert len(expected) >= 3
@@ -284,7 +318,7 @@ def test_filtered_query_and_paging(client: httpx.Client, sim: SimServer) -> None
 
 
 def test_filter_semantics(client: httpx.Client, sim: SimServer) -> None:
-    obs = [o for o in sim.catalog.observations if str(o["proposal_id"]) == "2734"]
+    obs = [o for o in _observations(sim) if str(o["proposal_id"]) == "2734"]
     target = obs[0]["target_name"]
     # Case-insensitive exact values.
     r = invoke(client, filtered([{"paramName": "target_name", "values": [target.swapcase()]}]))
@@ -319,12 +353,12 @@ def test_count_query(client: httpx.Client, sim: SimServer) -> None:
     req = filtered(PROGRAM_2734)
     req["params"]["columns"] = "COUNT_BIG(*)"
     r = invoke(client, req).json()
-    n = sum(1 for o in sim.catalog.observations if str(o["proposal_id"]) == "2734")
+    n = sum(1 for o in _observations(sim) if str(o["proposal_id"]) == "2734")
     assert r["data"] == [{"Column1": n}]
 
 
 def test_position_and_cone(client: httpx.Client, sim: SimServer) -> None:
-    o = next(o for o in sim.catalog.observations if str(o["proposal_id"]) == "2734")
+    o = next(o for o in _observations(sim) if str(o["proposal_id"]) == "2734")
     cone = invoke(
         client,
         {
@@ -368,7 +402,7 @@ def test_position_and_cone(client: httpx.Client, sim: SimServer) -> None:
 
 
 def test_products_service(client: httpx.Client, sim: SimServer) -> None:
-    obs = [o for o in sim.catalog.observations if str(o["proposal_id"]) == "2734"][:2]
+    obs = [o for o in _observations(sim) if str(o["proposal_id"]) == "2734"][:2]
     ids = ",".join(str(o["obsid"]) for o in obs)
     r = invoke(
         client,
@@ -406,9 +440,9 @@ def test_columns_config(client: httpx.Client) -> None:
 
 def test_name_resolution(client: httpx.Client, sim: SimServer) -> None:
     name = next(
-        o["target_name"] for o in sim.catalog.observations if sim.catalog.resolve(o["target_name"])
+        o["target_name"] for o in _observations(sim) if sim.catalog.resolve(o["target_name"])
     )
-    ra, dec, _ = sim.catalog.resolve(name)
+    ra, dec, _ = _resolve(sim, name)
     santa = client.get(
         "/Santa-war/query", params={"name": name, "outputFormat": "json", "resolveAll": "false"}
     ).json()
@@ -653,12 +687,38 @@ def test_directory_view(client: httpx.Client, public_file: Any, ea_file: Any) ->
     assert client.get("/files/NOPE/x/").status_code == 404
 
 
-def test_bundle_script(client: httpx.Client, public_file: Any) -> None:
-    r = client.post("/api/v0.1/Download/bundle.sh", data={"uri": [public_file.uri, "mast:nope"]})
+def test_bundle_script_downloads(
+    client: httpx.Client, sim: SimServer, public_file: Any, tmp_path: Path
+) -> None:
+    hostile = _file(sim, HOSTILE_URI)
+    uris = [public_file.uri, HOSTILE_URI, "mast:nope"]
+    r = client.post("/api/v0.1/Download/bundle.sh", data={"uri": uris})
     assert r.status_code == 200
     assert r.text.startswith("#!/bin/sh")
-    assert quote(public_file.uri, safe=":/") in r.text and "curl" in r.text
     assert "# not found: mast:nope" in r.text
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    script = tmp_path / "bundle.sh"
+    script.write_text(r.text)
+    env = {**os.environ, "DOWNLOAD_FOLDER": str(tmp_path / "dl")}
+    env.pop("MAST_API_TOKEN", None)
+    subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True, timeout=60)
+    for f in (public_file, hostile):
+        got = (tmp_path / "dl" / f.collection / f.dataset / f.filename).read_bytes()
+        assert got == bytes(f.read(0, f.size))
+
+
+def test_hostile_filename(client: httpx.Client, sim: SimServer) -> None:
+    f = _file(sim, HOSTILE_URI)
+    r = client.get(DOWNLOAD, params={"uri": HOSTILE_URI})
+    assert r.status_code == 200 and r.content == bytes(f.read(0, f.size))
+    assert r.headers["Content-Disposition"].endswith(quote(f.filename, safe=""))
+    folder_path = f"/files/{f.collection}/{quote(f.dataset)}/"
+    links = HREF.findall(client.get(folder_path).text)
+    hrefs = [html.unescape(h) for h in links]
+    assert quote(f.filename) in hrefs
+    via_dir = client.get(urljoin(folder_path, quote(f.filename)))
+    assert via_dir.status_code == 200 and via_dir.content == r.content
 
 
 # -- CLI -----------------------------------------------------------------------------------------
@@ -694,6 +754,24 @@ def test_cli_prints_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "mastfs.sim", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=_sim_env(),
+            cwd=ROOT,
+            timeout=60,
+        )
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(port) in lines[0], r.stderr
 
 
 def test_cli_bad_flags() -> None:

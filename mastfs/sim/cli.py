@@ -103,7 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         print(server.url, flush=True)
-        log.warning("archive simulator serving on %s (Ctrl-C to stop)", server.url)
+        tokens = ", ".join(
+            f"{t.token} ({t.display_name}: {', '.join(sorted(t.proposals)) or 'no EA programs'})"
+            for t in server.tokens.values()
+        )
+        print(
+            f"mastfs sim: MAST archive simulator on {server.url} "
+            f"({len(server.catalog.observations)} observations); tokens: {tokens}. "
+            "Ctrl-C stops it.",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     finally:

@@ -27,7 +27,7 @@ import math
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,9 +242,9 @@ def _role_values(style: str, role: str, nrows: int, ncols: int, seed: int) -> np
             flags = (flags == 0).astype(np.int64) * 15
         return flags
     if role == "segm":
-        v = picture(style, nrows, ncols, seed, noise=False).reshape(nrows, ncols)
+        scene = picture(style, nrows, ncols, seed, noise=False)
         labels = (np.arange(nrows)[:, None] // 12) * 1000 + np.arange(ncols)[None, :] // 12
-        return np.where(v > UNIT * 3, labels % 9973 + 1, 0).reshape(-1)
+        return np.where(scene > UNIT * 3, labels % 9973 + 1, 0).reshape(-1)
     raise ValueError(f"unknown image role {role!r}")
 
 
@@ -264,19 +264,41 @@ def _encode(values: np.ndarray, role: str, bitpix: int) -> np.ndarray:
     raise ValueError(f"unsupported BITPIX {bitpix}")
 
 
-_pattern_lock = threading.Lock()
+_patterns: dict[tuple[str, str, int, int, int], _Pattern] = {}
+_pattern_locks: dict[tuple[str, str, int, int, int], threading.Lock] = {}
+_patterns_guard = threading.Lock()
 
 
-@functools.lru_cache(maxsize=48)
 def _pattern(style: str, role: str, bitpix: int, ncols: int, rows: int) -> _Pattern:
-    """The pattern for one picture plane (`rows` = plane rows + 1, plus three extra items)."""
-    seed = _mix64(hash_text(f"{style}/{role}/{ncols}/{rows}") & _MASK64) & 0xFFFFFFFF
+    """The pattern for one picture plane (`rows` = plane rows + 1, plus three extra items).
+
+    Patterns are kept for the life of the process: the catalog uses about fifty, ~300 MiB if
+    every one is touched. A per-pattern lock makes concurrent first readers build it once
+    without stalling readers of other patterns.
+    """
+    key = (style, role, bitpix, ncols, rows)
+    pat = _patterns.get(key)
+    if pat is not None:
+        return pat
+    with _patterns_guard:
+        lock = _pattern_locks.setdefault(key, threading.Lock())
+    with lock:
+        pat = _patterns.get(key)
+        if pat is None:
+            pat = _build_pattern(*key)
+            _patterns[key] = pat
+    return pat
+
+
+def _build_pattern(style: str, role: str, bitpix: int, ncols: int, rows: int) -> _Pattern:
+    seed = _mix64(hash_text(f"{style}/{role}/{ncols}/{rows}")) & 0xFFFFFFFF
     values = _role_values(style, role, rows, ncols, seed)
     extra = np.full(_PATTERN_DELTA, int(values[0]), dtype=np.int64)
     data = _encode(np.concatenate([values, extra]), role, bitpix).tobytes()
     period = len(data)
+    # Append the pattern's own beginning, so any slice of up to _SLICE bytes is contiguous.
     reps = 1 + -(-_SLICE // period)
-    buf = memoryview(data * (reps + 1))[: period + max(_SLICE, period)]
+    buf = memoryview(data * reps if reps > 1 else data + data[:_SLICE])[: period + _SLICE]
     log.debug("pattern %s/%s bitpix=%d %dx%d: %d bytes", style, role, bitpix, ncols, rows, period)
     return _Pattern(buf=buf, period=period)
 
@@ -537,6 +559,22 @@ def _hdu_data_len(hdu: Image | Table) -> int:
     return hdu.nbytes if isinstance(hdu, Image) else _row_bytes(hdu) * hdu.nrows
 
 
+def _hdu_len(hdu: Image | Table) -> int:
+    """Header plus padded data of one extension."""
+    # The number of header cards does not depend on the sizes, so it is memoised on a shape-free
+    # copy of the HDU: the catalog sizes ten thousand files without formatting their headers.
+    if isinstance(hdu, Image):
+        shape_free: Image | Table = dataclasses.replace(hdu, shape=(1,) * len(hdu.shape))
+    else:
+        shape_free = dataclasses.replace(hdu, nrows=1, npix=1)
+    return _cards_len(shape_free) + _padded(_hdu_data_len(hdu))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cards_len(hdu: Image | Table) -> int:
+    return _header_len(len(_hdu_cards(hdu)))
+
+
 def _fit_asdf(recipe: Recipe) -> tuple[Recipe, int]:
     """Resize a trailing ASDF extension so the file reaches `recipe.size`; also the zero tail."""
     if not recipe.size:
@@ -547,7 +585,7 @@ def _fit_asdf(recipe: Recipe) -> tuple[Recipe, int]:
         raise ValueError("a FITS size target needs a trailing ASDF extension")
     used = _header_len(len(recipe.cards) + 6)
     for hdu in recipe.hdus[:-1]:
-        used += _header_len(len(_hdu_cards(hdu))) + _padded(_hdu_data_len(hdu))
+        used += _hdu_len(hdu)
     probe = dataclasses.replace(last, npix=1)
     width = fits_part - used - _header_len(len(_table_cards(probe)))
     if width < 256:
@@ -616,36 +654,36 @@ def _table_bytes(recipe: Recipe, index: int, generation: int) -> bytes:
         names = [*recipe.items, str(recipe.param("ASN_ID", "")).upper()]
         for j, name in enumerate(names[:n]):
             arr["MEMNAME"][j] = name.upper().encode()
-            arr["MEMTYPE"][j] = (b"PROD-DTH" if j == len(names) - 1 else b"EXP-DTH")
+            arr["MEMTYPE"][j] = b"PROD-DTH" if j == len(names) - 1 else b"EXP-DTH"
             arr["MEMPRSNT"][j] = b"T"
     elif hdu.kind == "trl":
         lines = _log_lines(recipe, n)
         arr["TEXT_FILE"] = [ln.encode()[:132] for ln in lines]
     elif hdu.kind == "msa":
-        k = np.arange(n)
+        idx = np.arange(n)
         h = _hash_arr(n, seed)
-        arr["slitlet_id"] = k // 3 + 1
+        arr["slitlet_id"] = idx // 3 + 1
         arr["msa_metadata_id"] = 1
-        arr["shutter_quadrant"] = (k % 4) + 1
+        arr["shutter_quadrant"] = (idx % 4) + 1
         arr["shutter_row"] = (h % np.uint64(171)).astype(np.int64) + 1
         arr["shutter_column"] = ((h >> np.uint64(20)) % np.uint64(365)).astype(np.int64) + 1
-        arr["source_id"] = np.where(k % 3 == 1, k // 3 + 1, 0)
-        arr["background"] = np.where(k % 3 == 1, b"N", b"Y")
+        arr["source_id"] = np.where(idx % 3 == 1, idx // 3 + 1, 0)
+        arr["background"] = np.where(idx % 3 == 1, b"N", b"Y")
         arr["shutter_state"] = b"OPEN"
-        arr["estimated_source_in_shutter_x"] = np.where(k % 3 == 1, 0.5, np.nan)
-        arr["estimated_source_in_shutter_y"] = np.where(k % 3 == 1, 0.5, np.nan)
+        arr["estimated_source_in_shutter_x"] = np.where(idx % 3 == 1, 0.5, np.nan)
+        arr["estimated_source_in_shutter_y"] = np.where(idx % 3 == 1, 0.5, np.nan)
         arr["dither_point_index"] = 1
-        arr["primary_source"] = np.where(k % 3 == 1, b"Y", b"N")
+        arr["primary_source"] = np.where(idx % 3 == 1, b"Y", b"N")
     elif hdu.kind == "source_info":
-        k = np.arange(n)
+        idx = np.arange(n)
         ra = float(recipe.param("TARG_RA", 53.16))
         dec = float(recipe.param("TARG_DEC", -27.78))
-        arr["source_id"] = k + 1
-        arr["source_name"] = [f"{recipe.param('PROGRAM', '')}_{j + 1}".encode() for j in k]
-        arr["alias"] = [f"src{j + 1}".encode() for j in k]
-        arr["ra"] = ra + (k % 97 - 48) / 3600.0
-        arr["dec"] = dec + (k % 89 - 44) / 3600.0
-        arr["stellarity"] = (k % 10) / 10.0
+        arr["source_id"] = idx + 1
+        arr["source_name"] = [f"{recipe.param('PROGRAM', '')}_{j + 1}".encode() for j in idx]
+        arr["alias"] = [f"src{j + 1}".encode() for j in idx]
+        arr["ra"] = ra + (idx % 97 - 48) / 3600.0
+        arr["dec"] = dec + (idx % 89 - 44) / 3600.0
+        arr["stellarity"] = (idx % 10) / 10.0
     data = arr.tobytes()
     if len(data) != _row_bytes(hdu) * n:
         raise AssertionError(f"table {hdu.kind}: {len(data)} bytes, expected {_row_bytes(hdu) * n}")
@@ -721,9 +759,12 @@ def _render_text(recipe: Recipe, generation: int) -> bytes:
 def _render_ecsv(recipe: Recipe, gen: str) -> str:
     n = int(recipe.param("rows", 50))
     if recipe.style == "whtlt":
-        cols = [("MJD", "float64", "d"), ("BJD_TDB", "float64", "d"),
-                ("whitelight_flux", "float64", "electron / s"),
-                ("whitelight_flux_err", "float64", "electron / s")]
+        cols = [
+            ("MJD", "float64", "d"),
+            ("BJD_TDB", "float64", "d"),
+            ("whitelight_flux", "float64", "electron / s"),
+            ("whitelight_flux_err", "float64", "electron / s"),
+        ]
         start = float(recipe.param("start", 59760.0))
         rows = []
         noise = _noise(n, recipe.seed, 400)
@@ -735,10 +776,16 @@ def _render_ecsv(recipe: Recipe, gen: str) -> str:
             flux = 1.2e6 * dip + int(noise[k])
             rows.append(f"{t:.6f} {t + 0.0039:.6f} {flux:.3f} {1100.0 + (k % 7):.3f}")
     else:
-        cols = [("label", "int64", ""), ("xcentroid", "float64", "pix"),
-                ("ycentroid", "float64", "pix"), ("sky_centroid.ra", "float64", "deg"),
-                ("sky_centroid.dec", "float64", "deg"), ("aper_total_flux", "float64", "Jy"),
-                ("aper_total_abmag", "float64", ""), ("is_extended", "bool", "")]
+        cols = [
+            ("label", "int64", ""),
+            ("xcentroid", "float64", "pix"),
+            ("ycentroid", "float64", "pix"),
+            ("sky_centroid.ra", "float64", "deg"),
+            ("sky_centroid.dec", "float64", "deg"),
+            ("aper_total_flux", "float64", "Jy"),
+            ("aper_total_abmag", "float64", ""),
+            ("is_extended", "bool", ""),
+        ]
         ra = float(recipe.param("ra", 0.0))
         dec = float(recipe.param("dec", 0.0))
         rows = []
@@ -747,16 +794,21 @@ def _render_ecsv(recipe: Recipe, gen: str) -> str:
             py = y * 2048 / 2**32
             jy = flux / UNIT * 1e-7
             mag = 8.9 + 2.5 * (15 - len(str(int(flux))))  # coarse, but monotonic in flux
+            extended = "True" if k % 4 == 0 else "False"
             rows.append(
                 f"{k + 1} {px:.4f} {py:.4f} {ra + (px - 1024) * 3e-5:.7f} "
-                f"{dec + (py - 1024) * 3e-5:.7f} {jy:.6e} {mag:.3f} {'True' if k % 4 == 0 else 'False'}"
+                f"{dec + (py - 1024) * 3e-5:.7f} {jy:.6e} {mag:.3f} {extended}"
             )
     head = ["# %ECSV 1.0", "# ---", "# datatype:"]
     for name, dtype, unit in cols:
         unit_part = f", unit: {unit}" if unit else ""
         head.append(f"# - {{name: {name}{unit_part}, datatype: {dtype}}}")
-    head += ["# meta: !!omap", f"# - {{sim_generation: '{gen}'}}",
-             f"# - {{filename: '{recipe.param('filename')}'}}", "# schema: astropy-2.0"]
+    head += [
+        "# meta: !!omap",
+        f"# - {{sim_generation: '{gen}'}}",
+        f"# - {{filename: '{recipe.param('filename')}'}}",
+        "# schema: astropy-2.0",
+    ]
     return "\n".join([*head, " ".join(c[0] for c in cols), *rows]) + "\n"
 
 
@@ -819,8 +871,10 @@ def _png_size(width: int, height: int) -> int:
 
 
 _ZIGZAG = np.array(
-    sorted(range(64), key=lambda k: (k // 8 + k % 8, (k % 8) if (k // 8 + k % 8) % 2 == 0
-                                     else (k // 8)))
+    sorted(
+        range(64),
+        key=lambda k: (k // 8 + k % 8, (k % 8) if (k // 8 + k % 8) % 2 == 0 else (k // 8)),
+    )
 )
 
 
@@ -1059,7 +1113,7 @@ def _fits_layout(recipe: Recipe, generation: int) -> _Layout:
     return b.done()
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _layout(recipe: Recipe, generation: int) -> _Layout:
     if recipe.fmt == "fits":
         return _fits_layout(recipe, generation)
@@ -1082,7 +1136,7 @@ def recipe_size(recipe: Recipe) -> int:
             return recipe.size
         total = _header_len(len(recipe.cards) + 6)
         for hdu in recipe.hdus:
-            total += _header_len(len(_hdu_cards(hdu))) + _padded(_hdu_data_len(hdu))
+            total += _hdu_len(hdu)
         return total
     if recipe.fmt == "png":
         return _png_size(*recipe.shape)
@@ -1137,6 +1191,7 @@ class SimFile:
     def iter_range(self, start: int, end: int, chunk: int = 1 << 20) -> Iterator[memoryview]:
         """Pieces of at most `chunk` bytes covering [start, end), mostly zero-copy views."""
         layout = self._layout()
+        start = max(start, 0)
         end = min(end, self.size)
         if layout.size != self.size:
             raise AssertionError(f"{self.uri}: layout {layout.size} != size {self.size}")
@@ -1191,6 +1246,3 @@ def make_file(
         dataRights=dataRights,
         recipe=recipe,
     )
-
-
-ChunkSource = Callable[[int, int], bytes]

@@ -192,8 +192,8 @@ class Portal:
                 f'bad position {position!r}: expected "ra, dec, radius" in degrees'
             ) from None
         predicates = self._compile_filters(params.get("filters"), require=False)
-        rows = [r for r in self.catalog.observations if all(p(r) for p in predicates)]
-        rows, distances = self._within(rows, ra, dec, radius)
+        matching = [r for r in self.catalog.observations if all(p(r) for p in predicates)]
+        rows, distances = self._within(matching, ra, dec, radius)
         return self._observation_result(rows, params, req, distances)
 
     def _cone(self, params: dict[str, Any], req: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,7 +239,7 @@ class Portal:
         for row in self.catalog.observations:
             coll = row.get("obs_collection")
             if coll:
-                counts[coll] = counts.get(coll, 0) + 1
+                counts[str(coll)] = counts.get(str(coll), 0) + 1
         hist = dict(counts, hist=sorted(counts.items()))
         column = {"text": "obs_collection", "ExtendedProperties": {"histObj": hist}}
         return {"status": "COMPLETE", "msg": "", "data": {"Tables": [{"Columns": [column]}]}}
@@ -264,7 +264,7 @@ class Portal:
 
     def _observation_result(
         self,
-        rows: list[Row],
+        rows: Sequence[Row],
         params: Mapping[str, Any],
         req: Mapping[str, Any],
         distances: list[float] | None,

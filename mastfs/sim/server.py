@@ -25,6 +25,7 @@ import email.utils
 import html
 import json
 import logging
+import shlex
 import socket
 import struct
 import threading
@@ -75,6 +76,12 @@ def content_type(filename: str) -> str:
     dot = filename.rfind(".")
     default = "application/octet-stream"
     return _CONTENT_TYPES.get(filename[dot:].lower(), default) if dot >= 0 else default
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII-safe quoted fallback and the exact name per RFC 6266/8187."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def http_date(ts: float) -> str:
@@ -196,9 +203,9 @@ class SimServer:
             raise RuntimeError("simulator already started")
         httpd = _HTTPServer((self.host, self.port), _Handler, self)
         self._httpd = httpd
-        host, port = httpd.server_address[:2]
-        self.port = int(port)
-        shown = f"[{host}]" if ":" in str(host) else str(host)
+        host, port = str(httpd.server_address[0]), int(httpd.server_address[1])
+        self.port = port
+        shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="mastsim", daemon=True
@@ -347,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self._sent_headers = False
+        self._stat_uri: str | None = None
+        self._body_sent = 0
         try:
             self._route(method)
         except _ClientGone:
@@ -387,20 +396,32 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes,
         headers: list[tuple[str, str]] | None = None,
         plan: RequestPlan = NO_FAULTS,
-    ) -> int:
-        """A complete small response in one write; returns body bytes sent."""
+        *,
+        stat: str | None = None,
+        uri: str | None = None,
+    ) -> None:
+        """A complete small response, in one write unless throttled.
+
+        It is counted in the stats (as endpoint `stat`, or as a request for file `uri`) before
+        it is written, so a client never reads an answer the stats do not show yet.
+        """
         head = self._head(status, headers or [], len(body))
+        no_body = self.command == "HEAD" or status == 304
+        sent = 0 if no_body else len(body)
+        if uri is not None:
+            self.sim.stats.record_file(uri, self.command, status, sent)
+        elif stat is not None:
+            self.sim.stats.record(stat, status, sent)
         self._sent_headers = True
-        if self.command == "HEAD" or status == 304:
+        if no_body:
             self._write(head)
-            return 0
-        if plan.bandwidth:
+        elif plan.bandwidth:
             self._write(head)
             self._body_sent = 0
+            self._stat_uri = None
             self._stream_slow([body], len(body), BodyPlan(bandwidth=plan.bandwidth))
-            return len(body)
-        self._write(head + body)
-        return len(body)
+        else:
+            self._write(head + body)
 
     def _send_json(
         self,
@@ -408,10 +429,27 @@ class _Handler(BaseHTTPRequestHandler):
         obj: Any,
         headers: list[tuple[str, str]] | None = None,
         plan: RequestPlan = NO_FAULTS,
-    ) -> int:
+        *,
+        stat: str | None = None,
+        uri: str | None = None,
+    ) -> None:
         body = json.dumps(obj, separators=(",", ":")).encode()
         hdrs = [("Content-Type", "application/json; charset=utf-8"), *(headers or [])]
-        return self._send(status, body, hdrs, plan)
+        self._send(status, body, hdrs, plan, stat=stat, uri=uri)
+
+    def _write_body(self, chunk: bytes | memoryview) -> None:
+        """Write part of a body, counting it first (see `_send`) and taking it back on failure."""
+        n = len(chunk)
+        uri = self._stat_uri
+        if uri is not None:
+            self.sim.stats.add_file_bytes(uri, n)
+        try:
+            self._write(chunk)
+        except _ClientGone:
+            if uri is not None:
+                self.sim.stats.add_file_bytes(uri, -n)
+            raise
+        self._body_sent += n
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -492,8 +530,7 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.latency:
             time.sleep(plan.latency)
         if plan.error_status is not None:
-            sent = self._send_json(plan.error_status, error_body("simulated server error"))
-            self.sim.stats.record("error", plan.error_status, sent)
+            self._send_json(plan.error_status, error_body("simulated server error"), stat="error")
             return
 
         if path == "/api/v0/invoke":
@@ -507,15 +544,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path in ("/api/v0.1/Download/bundle.sh", "/api/v0.1/Download/bundle"):
             self._bundle(query, body, plan)
         elif path == "/":
-            sent = self._send(
+            self._send(
                 200,
                 b"mastsim: a MAST-compatible archive simulator. See /files/ and /__sim/stats.\n",
                 [("Content-Type", "text/plain; charset=utf-8")],
+                stat="root",
             )
-            self.sim.stats.record("root", 200, sent)
         else:
-            sent = self._send_json(404, error_body(f"no such endpoint: {path}"))
-            self.sim.stats.record("unknown", 404, sent)
+            self._send_json(404, error_body(f"no such endpoint: {path}"), stat="unknown")
 
     # -- Portal API ----------------------------------------------------------------------------
 
@@ -527,39 +563,38 @@ class _Handler(BaseHTTPRequestHandler):
             text: str | None
             if method == "POST" and body.lstrip().startswith(b"{"):
                 text = body.decode("utf-8")
-            elif method == "POST":
-                form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-                text = (form.get("request") or query.get("request") or [None])[0]
             else:
-                text = (query.get("request") or [None])[0]
+                form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+                found = form.get("request") or query.get("request")
+                text = found[0] if found else None
             req = parse_request(text)
             stats.record_service(req["service"])
             # `plan is NO_FAULTS` when no fault is set or the request is out of scope.
             if plan is not NO_FAULTS and self.sim.faults.executing_poll(
                 json.dumps(req, sort_keys=True)
             ):
-                sent = self._send_json(
-                    200, {"status": "EXECUTING", "msg": "", "percent complete": 0}, plan=plan
+                self._send_json(
+                    200,
+                    {"status": "EXECUTING", "msg": "", "percent complete": 0},
+                    plan=plan,
+                    stat="invoke",
                 )
-                stats.record("invoke", 200, sent)
                 return
             result = self.sim.portal.invoke(req)
         except PortalError as e:
-            sent = self._send_json(e.http_status, error_body(e.msg), plan=plan)
-            stats.record("invoke", e.http_status, sent)
+            self._send_json(e.http_status, error_body(e.msg), plan=plan, stat="invoke")
             return
         except UnicodeDecodeError:
-            sent = self._send_json(400, error_body("request is not UTF-8"), plan=plan)
-            stats.record("invoke", 400, sent)
+            self._send_json(400, error_body("request is not UTF-8"), plan=plan, stat="invoke")
             return
-        sent = self._send_json(200, result, plan=plan)
-        stats.record("invoke", 200, sent)
+        self._send_json(200, result, plan=plan, stat="invoke")
 
     def _columns_config(self, query: dict[str, list[str]], body: bytes, plan: RequestPlan) -> None:
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         config_id = (form.get("colConfigId") or query.get("colConfigId") or [""])[0]
-        sent = self._send_json(200, self.sim.portal.columns_config(config_id), plan=plan)
-        self.sim.stats.record("columnsconfig", 200, sent)
+        self._send_json(
+            200, self.sim.portal.columns_config(config_id), plan=plan, stat="columnsconfig"
+        )
 
     def _santa(self, query: dict[str, list[str]], plan: RequestPlan) -> None:
         names = query.get("name") or []
@@ -574,8 +609,7 @@ class _Handler(BaseHTTPRequestHandler):
                 entries += [dict(hit, resolver="SIMBAD"), dict(hit, resolver="NED")]
             else:
                 entries.append(dict(hit, resolver=resolver or "SIMBAD"))
-        sent = self._send_json(200, {"resolvedCoordinate": entries, "status": ""}, plan=plan)
-        self.sim.stats.record("santa", 200, sent)
+        self._send_json(200, {"resolvedCoordinate": entries, "status": ""}, plan=plan, stat="santa")
 
     # -- auth ----------------------------------------------------------------------------------
 
@@ -612,8 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "session": None,
                 "token": known.token,
             }
-        sent = self._send_json(200, info, plan=plan)
-        self.sim.stats.record("whoami", 200, sent)
+        self._send_json(200, info, plan=plan, stat="whoami")
 
     def _access_denied(self, f: SimFile) -> tuple[int, str] | None:
         """None if this request may read `f`, else (401|403, message)."""
@@ -636,8 +669,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _download(self, method: str, uri: str) -> None:
         if not uri:
-            sent = self._send_json(400, error_body("missing 'uri' parameter"))
-            self.sim.stats.record("file", 400, sent)
+            self._send_json(400, error_body("missing 'uri' parameter"), stat="file")
             return
         self._serve_file(method, uri, self.sim.file(uri))
 
@@ -647,19 +679,16 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.latency:
             time.sleep(plan.latency)
         if plan.error_status is not None:
-            sent = self._send_json(plan.error_status, error_body("simulated server error"))
-            sim.stats.record_file(uri, method, plan.error_status, sent, False)
+            self._send_json(plan.error_status, error_body("simulated server error"), uri=uri)
             return
         if f is None:
-            sent = self._send_json(404, error_body(f"File not found: {uri}"))
-            sim.stats.record_file(uri, method, 404, sent, False)
+            self._send_json(404, error_body(f"File not found: {uri}"), uri=uri)
             return
         denied = self._access_denied(f)
         if denied is not None:
             status, msg = denied
             extra = [("WWW-Authenticate", 'Bearer realm="mast"')] if status == 401 else []
-            sent = self._send_json(status, error_body(msg), extra)
-            sim.stats.record_file(uri, method, status, sent, False)
+            self._send_json(status, error_body(msg), extra, uri=uri)
             return
 
         size = f.size
@@ -669,13 +698,12 @@ class _Handler(BaseHTTPRequestHandler):
             ("Accept-Ranges", "none" if plan.ignore_range else "bytes"),
             ("ETag", etag),
             ("Last-Modified", http_date(f.last_modified)),
-            ("Content-Disposition", f'attachment; filename="{f.filename}"'),
+            ("Content-Disposition", content_disposition(f.filename)),
         ]
         h = self.headers
         if_match = h.get("If-Match")
         if if_match and not _strong_match(if_match, etag):
-            sent = self._send_json(412, error_body("precondition failed: ETag does not match"))
-            sim.stats.record_file(uri, method, 412, sent, False)
+            self._send_json(412, error_body("precondition failed: ETag does not match"), uri=uri)
             return
         if_none_match = h.get("If-None-Match")
         not_modified = False
@@ -686,8 +714,8 @@ class _Handler(BaseHTTPRequestHandler):
             since = email.utils.parsedate_to_datetime(ims) if _is_date(ims) else None
             not_modified = since is not None and int(f.last_modified) <= since.timestamp()
         if not_modified:
-            self._send(304, b"", [(k, v) for k, v in headers if k in ("ETag", "Last-Modified")])
-            sim.stats.record_file(uri, method, 304, 0, False)
+            validators = [(k, v) for k, v in headers if k in ("ETag", "Last-Modified")]
+            self._send(304, b"", validators, uri=uri)
             return
 
         rng = None if plan.ignore_range else parse_range(h.get("Range"), size)
@@ -695,8 +723,9 @@ class _Handler(BaseHTTPRequestHandler):
             rng = None
         if isinstance(rng, _Unsatisfiable):
             headers = [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")]
-            sent = self._send_json(416, error_body(f"range not satisfiable (size {size})"), headers)
-            sim.stats.record_file(uri, method, 416, sent, False)
+            self._send_json(
+                416, error_body(f"range not satisfiable (size {size})"), headers, uri=uri
+            )
             return
         if rng is None:
             status, start, end = 200, 0, size
@@ -705,25 +734,19 @@ class _Handler(BaseHTTPRequestHandler):
             headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
         length = end - start
 
+        sim.stats.record_file(uri, method, status)
         self._write(self._head(status, headers, length))
         self._sent_headers = True
         if method == "HEAD" or length == 0:
-            sim.stats.record_file(uri, method, status, 0, False)
             return
         body_plan = plan.body(length)
         self._body_sent = 0
-        try:
-            if body_plan is None:
-                for chunk in f.iter_range(start, end, CHUNK):
-                    self._write(chunk)
-                    self._body_sent += len(chunk)
-            else:
-                self._stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
-        except _ClientGone as e:
-            reset = isinstance(e, _ResetSent)
-            sim.stats.record_file(uri, method, status, self._body_sent, reset)
-            raise
-        sim.stats.record_file(uri, method, status, self._body_sent, False)
+        self._stat_uri = uri
+        if body_plan is None:
+            for chunk in f.iter_range(start, end, CHUNK):
+                self._write_body(chunk)
+        else:
+            self._stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
 
     def _if_range_holds(self, f: SimFile, etag: str) -> bool:
         value = self.headers["If-Range"].strip()
@@ -760,9 +783,8 @@ class _Handler(BaseHTTPRequestHandler):
                 for mark in (stall_at, plan.reset_at):
                     if mark is not None and sent < mark:
                         piece = min(piece, mark - sent)
-                self._write(view[:piece])
+                self._write_body(view[:piece])
                 view = view[piece:]
-                self._body_sent += piece
                 if plan.bandwidth:
                     ahead = self._body_sent / plan.bandwidth - (time.monotonic() - started)
                     if ahead > 0:
@@ -773,6 +795,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _reset_connection(self) -> NoReturn:
         """Abort with a TCP RST (SO_LINGER 0), as a crashed server or middlebox would."""
         self.close_connection = True
+        if self._stat_uri is not None:
+            self.sim.stats.mark_reset(self._stat_uri)
         sock = self.connection
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -802,15 +826,15 @@ class _Handler(BaseHTTPRequestHandler):
         for uri in uris:
             f = self.sim.file(uri)
             if f is None:
-                lines.append(f"# not found: {uri}")
+                lines.append(f"# not found: {_comment(uri)}")
                 continue
-            dest = f"${{DOWNLOAD_FOLDER}}/{f.collection}/{f.dataset}/{f.filename}"
-            url = f"{base}/api/v0.1/Download/file?uri={quote(uri, safe=':/')}"
+            rel = shlex.quote(f"{f.collection}/{f.dataset}/{f.filename}")
+            url = shlex.quote(f"{base}/api/v0.1/Download/file?uri={quote(uri, safe=':/')}")
             lines += [
-                f'echo "<<< Downloading File: {uri}"',
-                f'echo "                  To: {dest}"',
-                f'curl -H "$AUTH" --globoff --location-trusted -f --progress-bar --create-dirs'
-                f" --output \"{dest}\" '{url}'",
+                f"echo '<<< Downloading File: '{shlex.quote(uri)}",
+                f'echo "                  To: $DOWNLOAD_FOLDER/"{rel}',
+                'curl -H "$AUTH" --globoff --location-trusted -f --progress-bar --create-dirs'
+                f' --output "$DOWNLOAD_FOLDER/"{rel} {url}',
                 "",
             ]
         lines.append("exit 0")
@@ -819,8 +843,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("Content-Type", "text/x-shellscript; charset=utf-8"),
             ("Content-Disposition", f'attachment; filename="mastDownload_{stamp}.sh"'),
         ]
-        sent = self._send(200, body_out, headers, plan)
-        self.sim.stats.record("bundle", 200, sent)
+        self._send(200, body_out, headers, plan, stat="bundle")
 
     # -- directory view ------------------------------------------------------------------------
 
@@ -828,8 +851,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in path.split("/")[2:]]
         if path == "/files" or (len(parts) in (1, 2) and parts[-1] != ""):
             # Directory without its trailing slash: redirect like nginx, so relative links work.
-            sent = self._send(301, b"", [("Location", path + "/")])
-            self.sim.stats.record("files", 301, sent)
+            self._send(301, b"", [("Location", path + "/")], stat="files")
             return
         tree = self.sim.listing().tree
         if len(parts) == 3 and parts[2]:
@@ -838,6 +860,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._files_not_found(path)
                 return
             self._serve_file(method, entry[0], self.sim.file(entry[0]))
+            return
+        plan = self.sim.faults.plan(path, False)
+        if plan.latency:
+            time.sleep(plan.latency)
+        if plan.error_status is not None:
+            self._send_json(plan.error_status, error_body("simulated server error"), stat="files")
             return
         names = [p for p in parts if p]
         rows: list[tuple[str, bool, int, float]]
@@ -853,13 +881,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._files_not_found(path)
             return
         body = _autoindex(path, rows)
-        sent = self._send(200, body, [("Content-Type", "text/html; charset=utf-8")])
-        self.sim.stats.record("files", 200, sent)
+        self._send(200, body, [("Content-Type", "text/html; charset=utf-8")], plan, stat="files")
 
     def _files_not_found(self, path: str) -> None:
         body = f"<html><body><h1>404 Not Found</h1><p>{html.escape(path)}</p></body></html>\n"
-        sent = self._send(404, body.encode(), [("Content-Type", "text/html; charset=utf-8")])
-        self.sim.stats.record("files", 404, sent)
+        self._send(404, body.encode(), [("Content-Type", "text/html; charset=utf-8")], stat="files")
 
     # -- control -------------------------------------------------------------------------------
 
@@ -916,6 +942,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"status": "OK", "url": sim.url})
         else:
             self._send_json(404, error_body(f"unknown control endpoint {method} {path}"))
+
+
+def _comment(text: str) -> str:
+    """Text safe to put after `#` in a shell script (no line breaks)."""
+    return text.replace("\r", " ").replace("\n", " ")
 
 
 def _is_date(value: str) -> bool:

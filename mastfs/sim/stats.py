@@ -57,7 +57,11 @@ class Stats:
             self._bytes = 0
 
     def record(self, endpoint: str, status: int, sent: int) -> None:
-        """One non-file request (metadata, auth, directory listings)."""
+        """One non-file request (metadata, auth, directory listings).
+
+        The server records a request just before writing its answer, so a client that has read
+        a response always finds it counted.
+        """
         with self._lock:
             self._requests += 1
             self._bytes += sent
@@ -68,21 +72,34 @@ class Stats:
         with self._lock:
             self._services[service] += 1
 
-    def record_file(self, uri: str, method: str, status: int, sent: int, reset: bool) -> None:
-        """One request for a product's bytes; `sent` counts body bytes actually written."""
+    def _file(self, uri: str) -> _FileCounters:
+        c = self._files.get(uri)
+        if c is None:
+            c = self._files[uri] = _FileCounters()
+        return c
+
+    def record_file(self, uri: str, method: str, status: int, sent: int = 0) -> None:
+        """One request for a product's bytes, counted before its answer goes out."""
         with self._lock:
             self._requests += 1
             self._bytes += sent
             self._endpoints["file"] += 1
             self._statuses[status_class(status)] += 1
-            c = self._files.get(uri)
-            if c is None:
-                c = self._files[uri] = _FileCounters()
+            c = self._file(uri)
             c.requests += 1
             c.bytes += sent
             c.methods[method] += 1
             c.statuses[status_class(status)] += 1
-            c.resets += int(reset)
+
+    def add_file_bytes(self, uri: str, n: int) -> None:
+        """Body bytes of a product handed to the socket (negative to take back a failed write)."""
+        with self._lock:
+            self._bytes += n
+            self._file(uri).bytes += n
+
+    def mark_reset(self, uri: str) -> None:
+        with self._lock:
+            self._file(uri).resets += 1
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
