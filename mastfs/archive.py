@@ -277,6 +277,8 @@ def _observations_for(server: str) -> Any:
     """A private astroquery `ObservationsClass` whose URLs point at `server`."""
     from astroquery.mast import ObservationsClass
 
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("astroquery").setLevel(logging.WARNING)
     obs = ObservationsClass()
     portal = obs._portal_api_connection
     portal.MAST_REQUEST_URL = server + "/api/v0/invoke"

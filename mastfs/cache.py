@@ -77,6 +77,8 @@ DEFAULT_REQUEST_MAX = 8 * MiB
 DEFAULT_PARALLEL = 4
 # Streams remembered per product: enough for a few interleaved readers of one file.
 MAX_STREAMS = 4
+# Products whose streams are remembered (the oldest product's are forgotten first).
+MAX_STREAM_PRODUCTS = 1024
 # How long an unreachable server is left alone before `open()` tries to revalidate again.
 REVALIDATE_RETRY = 30.0
 # Rounds of a read before giving up on contents that change under it.
@@ -510,7 +512,8 @@ class BlockCache:
         if not rest:
             return
         if uri in self._ranges_ignored:
-            await self._fill_whole(uri, info, rest)
+            if not background:  # readahead has nothing to add to a whole-file stream
+                await self._fill_whole(uri, info, rest)
             return
         run: list[tuple[int, _Flight]] = []
         for item in rest:
@@ -743,7 +746,11 @@ class BlockCache:
         if self._tasks is None or self._readahead_blocks == 0 or uri in self._ranges_ignored:
             return
         bs = self.block_size
-        streams = self._streams.setdefault(uri, [])
+        streams = self._streams.get(uri)
+        if streams is None:
+            if len(self._streams) >= MAX_STREAM_PRODUCTS:
+                del self._streams[next(iter(self._streams))]
+            streams = self._streams[uri] = []
         for stream in streams:
             # Forgiving about order: the kernel may answer a stream's requests out of order.
             if stream.next_offset - bs <= offset <= stream.next_offset + bs:

@@ -385,7 +385,9 @@ def setup_logging(debug: bool, stream: object = None) -> None:
         stream=stream or sys.stderr,  # type: ignore[arg-type]
         force=True,
     )
-    for noisy in ("httpx", "httpcore", "astroquery", "astropy", "urllib3", "hpack"):
+    # astropy and astroquery install their own Logger class on import: their loggers are
+    # quietened in archive.py once imported, never created here first.
+    for noisy in ("httpx", "httpcore", "urllib3", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
 
 
@@ -446,7 +448,6 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
     selection = selection_from_args(args)
     if demo:
         from mastfs.archive import Query
-
         from mastfs.demo import DEMO_PROGRAM
 
         query: object = Query(programs=(DEMO_PROGRAM,))

@@ -28,6 +28,7 @@ import logging
 import shlex
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -304,15 +305,16 @@ class _HTTPServer(ThreadingHTTPServer):
             t.join(max(0.0, deadline - time.monotonic()))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            # A client dropping an idle keep-alive connection is normal, not an error.
+            log.debug("connection from %s ended: %s", client_address, exc)
+            return
         log.exception("unhandled error serving %s", client_address)
 
 
 class _ClientGone(Exception):
     """The peer closed the connection while we were writing."""
-
-
-class _ResetSent(_ClientGone):
-    """We aborted the connection ourselves (the reset fault)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -803,7 +805,7 @@ class _Handler(BaseHTTPRequestHandler):
             sock.close()
         except OSError:
             pass
-        raise _ResetSent()
+        raise _ClientGone()
 
     def _bundle(self, query: dict[str, list[str]], body: bytes, plan: RequestPlan) -> None:
         uris = list(query.get("uri") or [])
