@@ -1,29 +1,31 @@
 """The block cache: product bytes in fixed blocks, on disk across mounts, in memory while hot.
 
 A FUSE read becomes `BlockCache.read(dataURI, size, offset, length)`; the cache answers from a
-memory tier (an LRU of recent blocks), then from a persistent `diskcache.Cache` shared by every
-mount and process using the same directory, and only then with an HTTP range request through
-`fetch.Fetcher`. Concurrent readers of a block share one request (single flight, s3ql's
-MultiLock idea: a dict of in-flight blocks, each with a `trio.Event`).
+memory tier (an LRU of recent blocks under a byte budget), then from a persistent
+`diskcache.Cache` shared by every mount and process using the same directory, and only then with
+an HTTP range request through `fetch.Fetcher`. Concurrent readers of a block share one request
+(single flight, s3ql's MultiLock idea: a dict of in-flight blocks, each with a `trio.Event`).
 
 Block size: 1 MiB. The two costs pull in opposite directions:
 
-* A cold random read pays for the whole block. FITS readers seek from header to header and read
-  a few KiB each; with 1 MiB blocks `fits.getheader` on a 4 GiB product moves about 1 MiB, and a
+* A cold random read pays for its whole block. FITS readers seek from header to header and read
+  a few KiB each; with 1 MiB blocks `fits.getheader` on a 4 GiB product moves 1 MiB and a
   ten-extension file about 10 MiB (4 MiB blocks would make that 40 MiB, 8 MiB blocks 80 MiB).
-  mountpoint-s3's cache and fsspec's tuned astrocut reads settled on 1 MiB for the same reason.
-* Per-request and per-block overhead. The kernel sends 128 KiB FUSE reads, so a 1 MiB block
-  serves eight of them from the memory tier; sequential streams do not fetch block by block:
-  readahead asks for runs of up to `request_max` (8 MiB) in one range GET, several in parallel
-  (one 4 MiB range at a time already reaches 0.66 GB/s on loopback, baselines.md), so the
-  small block costs only a diskcache row and file per MiB.
+  mountpoint-s3's cache and the astrocut/fsspec tuning settled on 1 MiB for the same reason.
+* Per-request and per-block overhead. The kernel sends 128 KiB FUSE reads, so one block serves
+  eight of them from the memory tier. Sequential streams do not fetch block by block: readahead
+  asks for runs of up to `request_max` (8 MiB) in one range GET, several in parallel (one 4 MiB
+  range at a time already reaches 0.66 GB/s on loopback, baselines.md). What 1 MiB blocks do
+  cost is a diskcache row and file per MiB: ~0.1 ms to read back, far below a FUSE request.
 
 Readahead follows mountpoint-s3 and JuiceFS: a read continuing one of a product's recent streams
-(up to four, so interleaved readers keep theirs) is sequential; after half a block of sequential
+(up to four, so interleaved readers keep theirs) is sequential. After half a block of sequential
 reads the window starts at one block and doubles each time the reader enters a new block, up to
-`readahead_max` (64 MiB). Random reads never grow a window, so a cold 64 KiB read fetches one
-block. Readahead tasks run in the cache's task group under a `CapacityLimiter` and a byte budget
-for data in flight; their failures are logged at debug level and never fail a read.
+`readahead_max` (64 MiB); it is topped up once half of it has been consumed, so a steady stream
+asks for 32 MiB at a time in 8 MiB ranges. Random reads never grow a window: a cold 64 KiB read
+fetches one block. Readahead runs in the cache's task group; its network requests queue on a
+`CapacityLimiter` (foreground reads never do), the bytes it has in flight are capped at half the
+memory budget, and its failures are logged at debug level and never fail a read.
 
 Blocks are keyed by (dataURI, content identity, block index): the identity is the ETag (or the
 size and Last-Modified when the server sends no ETag), recorded per product in the same
@@ -31,12 +33,15 @@ diskcache. Any response describing other contents replaces the record and drops 
 `open()` re-checks a product with cached blocks once per process with one HEAD, and serves from
 the cache when the server cannot be reached. Every block but a product's last is exactly
 `block_size` bytes; lengths are checked on the way in and out, and diskcache writes a value's
-file before committing its row, so a crash never leaves a short block behind. A failing disk
-(full, read-only) is logged once and the read is served from memory.
+file before committing its row, so a crash never leaves a short block behind. Blocks are written
+in the background by one writer thread, within a byte budget past which readers wait (disk
+writes are the slowest stage of a cold read on this project's machines). The disk cache evicts by
+store time (see `__init__`). A failing disk (full, read-only) is logged once and reads are served
+from memory.
 
 A server that ignores `Range` (200 with the whole body) is remembered per product; the product is
-then streamed once in the background, every block stored as it passes, and readers wait for
-their blocks.
+then streamed once in the background, every block stored as it passes, and readers wait only for
+their own blocks.
 """
 
 from __future__ import annotations
@@ -208,7 +213,7 @@ class BlockCache:
         # blocks readers are using.
         self._readahead_budget = memory_limit // 2
         self._on_change = on_change
-        # Blocking (SQLite, file I/O); the only call made on the trio thread, once per mount.
+        # Blocking (SQLite, file I/O): `open_cache` runs this constructor in a worker thread.
         self._disk = diskcache.Cache(
             str(self.directory),
             size_limit=size_limit,
@@ -333,6 +338,13 @@ class BlockCache:
             await self._idle.wait()
 
     def stats(self) -> dict[str, int]:
+        """Counters since this cache opened.
+
+        `hits`: blocks foreground reads got without a request of their own (memory, disk, or
+        another reader's request); `misses`: blocks fetched over HTTP, readahead included;
+        `requests`: HTTP requests the cache made (range GETs, whole-file GETs, HEADs), not
+        counting retries (`http_retries`); `bytes_fetched`: body bytes received.
+        """
         out = dict(self._counters)
         out["memory_bytes"] = self._memory.size
         out["readahead_inflight_bytes"] = self._readahead_inflight

@@ -63,15 +63,22 @@ def _daemon_pid(mountpoint: Path) -> int | None:
         return None
 
 
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited; a zombie waiting for its (re)parent to reap it counts."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 def force_unmount(path: Path, pid: int | None) -> None:
     if is_mounted(path):
         subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True, timeout=30)
     if pid is not None:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if process_gone(pid):
                 return
             time.sleep(0.05)
         with suppress(ProcessLookupError):

@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from mastfs.fetch import Fetcher, NotAuthorized, RetryPolicy, TransientError
 from tests.fetch_support import AUTHORIZED_TOKEN, FAST_RETRY, UNAUTHORIZED_TOKEN, MiB, Sim
 
 KiB = 1 << 10
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -132,6 +134,33 @@ async def test_random_reads_equal_the_simulator(sim: Sim, tmp_path: Path, data: 
             for offset, length in reads:
                 got = await cache.read(f.uri, f.size, offset, length)
                 assert got == sim.expected(f.uri, offset, length)
+
+
+async def test_another_process_shares_the_cache_directory(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=2 * MiB, max_size=8 * MiB, unaligned=True)
+    script = f"""
+import httpx, trio
+from pathlib import Path
+from mastfs.cache import BlockCache
+from mastfs.fetch import Fetcher
+
+async def main():
+    async with httpx.AsyncClient(trust_env=False) as client:
+        fetcher = Fetcher(client, {sim.url!r}, None)
+        async with BlockCache.open_cache(fetcher, Path({str(tmp_path)!r}), 1 << 30) as cache:
+            assert len(await cache.read({f.uri!r}, {f.size}, 0, {f.size})) == {f.size}
+
+trio.run(main)
+"""
+    # This mount's cache is open while another process fills the shared directory.
+    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+        await trio.run_process([sys.executable, "-c", script], cwd=ROOT)
+        assert sim.gets(f.uri) >= 1
+        sim.reset_stats()
+        assert await cache.read(f.uri, f.size, 0, f.size) == bytes(f.read(0, f.size))
+    assert sim.gets(f.uri) == 0
 
 
 # -- how much moves ------------------------------------------------------------------------------
