@@ -18,9 +18,13 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from mastfs import __version__
+
+if TYPE_CHECKING:
+    from mastfs.archive import Query
+    from mastfs.selection import Selection
 
 log = logging.getLogger("mastfs")
 
@@ -222,6 +226,13 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         metavar="KB",
         help="kernel readahead for the mount, needs root (default 1024; 0 = leave)",
     )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up on a failing archive request after retrying this long, then EIO (default 60)",
+    )
     g.add_argument("--allow-other", action="store_true", help="let other users see the mount")
     g.add_argument(
         "-f", "--foreground", action="store_true", help="stay in the foreground and log to stderr"
@@ -299,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 # -- argument -> domain ------------------------------------------------------------------------
 
 
-def selection_from_args(args: argparse.Namespace) -> object:
+def selection_from_args(args: argparse.Namespace) -> Selection:
     from mastfs.selection import Selection, SelectionError
 
     try:
@@ -332,7 +343,7 @@ def _has_selection_args(args: argparse.Namespace) -> bool:
     )
 
 
-def query_from_args(args: argparse.Namespace) -> object:
+def query_from_args(args: argparse.Namespace) -> Query:
     from mastfs.archive import Query
 
     query = Query(
@@ -450,7 +461,7 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         from mastfs.archive import Query
         from mastfs.demo import DEMO_PROGRAM
 
-        query: object = Query(programs=(DEMO_PROGRAM,))
+        query = Query(programs=(DEMO_PROGRAM,))
         server, token = "http://127.0.0.1", None
     else:
         query = query_from_args(args)
@@ -468,8 +479,8 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
 
     opts = MountOptions(
         mountpoint=Path(os.path.abspath(args.mountpoint)),
-        query=query,  # type: ignore[arg-type]
-        selection=selection,  # type: ignore[arg-type]
+        query=query,
+        selection=selection,
         server=server,
         layout=args.layout,
         cache_dir=cache_dir,
@@ -477,6 +488,7 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         token=token,
         readahead_kb=args.readahead_kb,
         allow_other=args.allow_other,
+        timeout=args.timeout,
         debug=args.debug,
         start_server=_demo_server() if demo else None,
     )

@@ -123,6 +123,9 @@ class RetryPolicy:
     base_delay: float = 0.25
     max_delay: float = 8.0
     deadline: float = 60.0
+    # A refused or timed-out connection means the server is down, not flaky: an offline
+    # mount should answer EIO in a second, not after a minute of retries.
+    connect_attempts: int = 3
 
     def backoff(self, attempt: int) -> float:
         # "Equal jitter": never zero (no tight loops), never in lock-step with other clients.
@@ -429,8 +432,11 @@ class Fetcher:
             except httpx.TransportError as exc:
                 # Resets, refused connections, timeouts and truncated bodies.
                 cause = exc
+            limit = policy.attempts
+            if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
+                limit = min(limit, policy.connect_attempts)
             delay = retry_after if retry_after is not None else policy.backoff(tries - 1)
-            if not retry or tries >= policy.attempts or trio.current_time() + delay > deadline:
+            if not retry or tries >= limit or trio.current_time() + delay > deadline:
                 raise TransientError(
                     f"{what}: {type(cause).__name__}: {cause} (gave up after {tries} attempts)"
                 ) from cause

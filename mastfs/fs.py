@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -58,8 +58,8 @@ def errno_for(exc: BaseException) -> int:
 
 
 def fuse_errors(
-    handler: Callable[P, Awaitable[R]],
-) -> Callable[P, Awaitable[R]]:
+    handler: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
     """Turn every exception of a handler into FUSEError, logging the unexpected ones."""
 
     @functools.wraps(handler)

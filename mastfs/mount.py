@@ -24,7 +24,7 @@ import trio
 
 from mastfs import archive as archive_mod
 from mastfs.cache import BlockCache
-from mastfs.fetch import Fetcher, FetchError, NotAuthorized
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
 from mastfs.fs import MastOperations
 from mastfs.model import Product, User
 from mastfs.selection import Selection, format_summary
@@ -57,6 +57,7 @@ class MountOptions:
     token: str | None = None
     readahead_kb: int = DEFAULT_READAHEAD_KB
     allow_other: bool = False
+    timeout: float = 60.0
     debug: bool = False
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
@@ -136,7 +137,8 @@ async def probe_readable(fetcher: Fetcher, products: Sequence[Product]) -> set[s
         if not fetcher.has_token:
             continue
         try:
-            await fetcher.head(uri)
+            # One attempt: this only sets the summary; reads learn the truth themselves.
+            await fetcher.head(uri, retry=False)
         except NotAuthorized:
             continue
         except FetchError as exc:
@@ -159,8 +161,16 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
         archive = archive_mod.Archive(opts.server, opts.cache_dir, opts.token)
+        user: User | None = None
         try:
-            user: User | None = await trio.to_thread.run_sync(archive.login)
+            user = await trio.to_thread.run_sync(archive.login)
+        except archive_mod.ArchiveUnreachable as exc:
+            # Maybe offline: the cached query result may still serve; products() decides.
+            if opts.token:
+                reporter.warning(f"{exc}: the MAST token could not be checked")
+        except archive_mod.ArchiveError as exc:
+            raise MountError(str(exc)) from exc
+        try:
             result = await trio.to_thread.run_sync(archive.products, opts.query, reporter.progress)
         except archive_mod.ArchiveError as exc:
             raise MountError(str(exc)) from exc
@@ -174,10 +184,10 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 follow_redirects=False,
             )
         )
-        fetcher = Fetcher(client, opts.server, opts.token)
-        if opts.token and user is not None and result.from_cache:
-            readable: set[str] = set()
-        else:
+        retry = RetryPolicy(deadline=opts.timeout)
+        fetcher = Fetcher(client, opts.server, opts.token, retry)
+        readable: set[str] = set()
+        if not result.from_cache:
             readable = await probe_readable(fetcher, result.products)
         state = MountState(result.products, opts.selection, opts.layout, user, readable)
         summary = state.snapshot.summary

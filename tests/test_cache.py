@@ -325,6 +325,40 @@ async def test_transient_faults_are_retried(
         assert cache.stats()["http_retries"] >= 1
 
 
+async def test_failed_readahead_never_fails_a_read(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=6 * MiB, max_size=60 * MiB)
+    once = RetryPolicy(attempts=1)
+    async with cache_on(tmp_path, sim.url, client, retry=once) as cache:
+        assert await cache.read(f.uri, f.size, 0, 128 * KiB) == sim.expected(f.uri, 0, 128 * KiB)
+        # Block 0 is in memory; the next reads make the stream sequential and start readahead
+        # of block 1, whose request the archive will refuse (slowly, so it is still in flight
+        # when the reader gets there).
+        sim.faults(error_rate=1.0, latency_ms=300, scope=f.uri)
+        for offset in range(128 * KiB, MiB, 128 * KiB):
+            await cache.read(f.uri, f.size, offset, 128 * KiB)
+        await trio.sleep(0.1)
+        sim.clear_faults()
+        # The reader waits for the failing readahead, then fetches block 1 itself.
+        assert await cache.read(f.uri, f.size, MiB, 128 * KiB) == sim.expected(
+            f.uri, MiB, 128 * KiB
+        )
+    assert sim.file_stats(f.uri)["status"].get("5xx") == 1
+
+
+async def test_a_cancelled_read_does_not_strand_other_readers(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=6 * MiB, max_size=60 * MiB)
+    sim.faults(latency_ms=300, scope=f.uri)
+    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+        with trio.move_on_after(0.05) as scope:
+            await cache.read(f.uri, f.size, 2 * MiB, 1000)
+        assert scope.cancelled_caught
+        assert await cache.read(f.uri, f.size, 2 * MiB, 1000) == sim.expected(f.uri, 2 * MiB, 1000)
+
+
 async def test_persistent_errors_become_transient_error_and_cache_nothing(
     sim: Sim, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:

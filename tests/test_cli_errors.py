@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mastfs.sim.catalog import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN
 
+from mastfs.sim.catalog import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN
 from tests.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
 
 pytestmark = pytest.mark.mount

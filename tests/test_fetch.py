@@ -231,6 +231,11 @@ async def test_an_unreachable_server_is_a_transient_error(client: httpx.AsyncCli
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(TransientError):
         await fetcher_for(client, dead).head("mast:JWST/product/x.fits", retry=False)
+    # With retries, a refused connection is tried only `connect_attempts` times.
+    fetcher = Fetcher(client, dead, None, RetryPolicy(attempts=10, base_delay=0.001))
+    with pytest.raises(TransientError, match="3 attempts"):
+        await fetcher.get_range("mast:JWST/product/x.fits", 0, 10)
+    assert fetcher.counters["attempts"] == 3
 
 
 # -- where the token goes ------------------------------------------------------------------------

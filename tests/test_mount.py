@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
 
+from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
 from tests.mounting import (
     Mount,
     cleanup_stale_mounts,
