@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from mastfs import __version__
 
@@ -389,11 +389,11 @@ def cache_dir_from_args(args: argparse.Namespace) -> Path:
     return Path(base) / "mastfs"
 
 
-def setup_logging(debug: bool, stream: object = None) -> None:
+def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=stream or sys.stderr,  # type: ignore[arg-type]
+        stream=stream or sys.stderr,
         force=True,
     )
     # astropy and astroquery install their own Logger class on import: their loggers are
@@ -635,7 +635,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     if _has_selection_args(args):
         selection = selection_from_args(args)
         try:
-            os.setxattr(mountpoint, "user.mastfs.selection", selection.to_json().encode())  # type: ignore[attr-defined]
+            os.setxattr(mountpoint, "user.mastfs.selection", selection.to_json().encode())
         except OSError as exc:
             if exc.errno == errno.EINVAL:
                 fail("the mount rejected the selection")
@@ -666,11 +666,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
         user = archive.login()
         result = archive.products(
             query, lambda text: print(f"mastfs: {text}", file=sys.stderr, flush=True)
-        )  # type: ignore[arg-type]
+        )
     except ArchiveError as exc:
         fail(str(exc))
     readable = trio.run(probe_readable_at, server, token, result.products)
-    state = MountState(result.products, selection, args.layout, user, readable)  # type: ignore[arg-type]
+    state = MountState(result.products, selection, args.layout, user, readable)
     snap = state.snapshot
     if args.csv:
         sys.stdout.buffer.write(snap.csv)

@@ -303,6 +303,13 @@ class MastOperations(pyfuse3.Operations):
             self._spawn(functools.partial(_invalidate, stale))
         return new
 
+    def content_changed(self, dataURI: str) -> None:
+        """The archive changed a product's bytes: drop the kernel's cached pages of it."""
+        inode = self.state.snapshot.tree.inode_of(dataURI)
+        if inode is not None and self._spawn is not None:
+            log.info("%s changed in the archive: dropping cached pages", dataURI)
+            self._spawn(functools.partial(_invalidate_inode, inode))
+
     @fuse_errors
     async def removexattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         raise FUSEError(errno.EROFS)
@@ -386,6 +393,17 @@ def _changed_entries(old: Snapshot, new: Snapshot) -> list[tuple[int, str]]:
             if new_children.get(child.name) != child.inode or child.virtual is not None:
                 changed.append((inode, child.name))
     return changed
+
+
+async def _invalidate_inode(inode: int) -> None:
+    # From a worker thread: the kernel may need locks that a request in flight holds.
+    def run() -> None:
+        try:
+            pyfuse3.invalidate_inode(cast(InodeT, inode), attr_only=False)
+        except OSError as exc:
+            log.debug("invalidate inode %d: %s", inode, exc)
+
+    await trio.to_thread.run_sync(run)
 
 
 async def _invalidate(entries: list[tuple[int, str]]) -> None:

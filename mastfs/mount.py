@@ -203,9 +203,21 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
 
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
+        # The cache reports a product whose content changed (new ETag or size); the operations
+        # then drop the kernel's cached pages of that file. Created below, hence the holder.
+        operations: list[MastOperations] = []
+
+        def content_changed(uri: str) -> None:
+            for ops_ in operations:
+                ops_.content_changed(uri)
+
         cache = await stack.enter_async_context(
             BlockCache.open_cache(
-                fetcher, opts.cache_dir / "blocks", size_limit=opts.cache_size, nursery=nursery
+                fetcher,
+                opts.cache_dir / "blocks",
+                size_limit=opts.cache_size,
+                nursery=nursery,
+                on_change=content_changed,
             )
         )
 
@@ -213,6 +225,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             nursery.start_soon(fn)
 
         ops = MastOperations(state, cache, spawn=spawn)
+        operations.append(ops)
         options = set(pyfuse3.default_options)
         options |= {"fsname=mastfs", "subtype=mastfs", "ro", "noatime"}
         options.discard("default_permissions")

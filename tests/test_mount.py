@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +285,38 @@ def test_shutil_copy_of_manifest(m2734: Mount, tmp_path: Path) -> None:
     shutil.copy(m2734.path / "manifest.html", tmp_path / "m.html")
     html = (tmp_path / "m.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "anonymous" in html
+
+
+def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str) -> None:
+    """A new ETag met while reading replaces the cached blocks and the kernel's pages."""
+    rows = [r for r in catalog_rows("1558") if r["productFilename"].endswith("_i2d.fits")]
+    row = max(rows, key=lambda r: int(r["size"]))
+    uri, size = row["dataURI"], int(row["size"])
+    assert size > 8 * MIB
+    old = default_catalog().file(uri)
+    new = old.with_generation(1)
+    try:
+        with mounted(tmp_path / "mnt", ["--program", "1558"], tmp_path / "c", server=sim_url) as m:
+            path = m.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                assert os.pread(fd, 4096, 0) == bytes(old.read(0, 4096))
+                httpx.post(
+                    f"{sim_url}/__sim/change", json={"uri": uri, "generation": 1}
+                ).raise_for_status()
+                # A block never read before comes with the new ETag: the old blocks go.
+                tail = size - 4096
+                assert os.pread(fd, 4096, tail) == bytes(new.read(tail, 4096))
+            finally:
+                os.close(fd)
+            deadline = time.monotonic() + 10
+            while True:
+                with open(path, "rb") as f:
+                    head = f.read(4096)
+                if head == bytes(new.read(0, 4096)) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert head == bytes(new.read(0, 4096))
+            assert head != bytes(old.read(0, 4096))
+    finally:
+        httpx.post(f"{sim_url}/__sim/change", json={"uri": uri, "generation": 0})
