@@ -197,11 +197,6 @@ class Archive:
         rows: list[dict[str, Any]] = []
         for start in range(0, len(obsids), PRODUCT_BATCH):
             batch = obsids[start : start + PRODUCT_BATCH]
-            if len(obsids) > PRODUCT_BATCH:
-                progress(
-                    f"product lists: {start + len(batch)}/{len(obsids)} observations, "
-                    f"{len(rows)} products so far"
-                )
             try:
                 ptable = self._obs.get_product_list(batch)
             except Exception as exc:
@@ -209,6 +204,11 @@ class Archive:
                     continue
                 raise _wrap(exc, self.server, "listing products") from exc
             rows.extend(_rows(ptable))
+            if len(obsids) > PRODUCT_BATCH:
+                progress(
+                    f"product lists: {start + len(batch)}/{len(obsids)} observations, "
+                    f"{len(rows)} product rows"
+                )
         products = [_product(row, by_obsid) for row in rows]
         progress(f"{len(observations)} observations, {len(products)} product rows")
         return QueryResult(products=products, observations=len(observations))

@@ -26,6 +26,9 @@ class Snapshot:
     tree: tree_mod.Tree
     summary: sel_mod.Summary
     csv: bytes
+    # Directories and virtual files show the newest product's time (archive metadata, not
+    # the clock); computed once here, read for every directory attribute.
+    mtime: float
 
 
 class MountState:
@@ -60,7 +63,8 @@ class MountState:
         tree = tree_mod.build_tree(selected, self.layout)
         summary = sel_mod.summarize(self.available, selected, self.can_read)
         csv = views.selection_csv(selected, tree)
-        return Snapshot(generation, selection, selected, tree, summary, csv)
+        mtime = max((p.mtime for p in selected), default=0.0)
+        return Snapshot(generation, selection, selected, tree, summary, csv, mtime)
 
     def reselect(self, selection: sel_mod.Selection) -> Snapshot:
         """Compute the new snapshot (slow for big programs) and swap it in at once."""
