@@ -32,6 +32,18 @@ os.environ["XDG_CACHE_HOME"] = str(_CONFIG_HOME / "cache")
 os.environ.pop("MAST_API_TOKEN", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stale_test_mounts() -> Iterator[None]:
+    """No mount of an earlier (crashed) run gets in the way, and none outlives this one."""
+    from tests.mounting import cleanup_stale_mounts
+
+    cleanup_stale_mounts()
+    try:
+        yield
+    finally:
+        cleanup_stale_mounts()
+
+
 @pytest.fixture(scope="session")
 def sim_server() -> Iterator[object]:
     """The archive simulator, serving in background threads for the whole session."""
