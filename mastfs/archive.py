@@ -272,10 +272,7 @@ class Archive:
             return None
         if doc.get("version") != QUERY_CACHE_VERSION:
             return None
-        products = [
-            Product(**{k: sys.intern(v) if isinstance(v, str) else v for k, v in p.items()})
-            for p in doc["products"]
-        ]
+        products = [Product(**_interned(p)) for p in doc["products"]]
         return QueryResult(products=products, observations=int(doc["observations"]))
 
 
@@ -347,6 +344,10 @@ def _product(row: dict[str, Any], observations: dict[str, dict[str, Any]]) -> Pr
     values["instrument_name"] = sys.intern(str(parent.get("instrument_name") or ""))
     values["mtime"] = _mjd_to_unix(parent.get("t_max"))
     return Product(**values)
+
+
+def _interned(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: sys.intern(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _as_int(raw: Any) -> int:

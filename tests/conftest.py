@@ -33,15 +33,15 @@ os.environ.pop("MAST_API_TOKEN", None)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_stale_test_mounts() -> Iterator[None]:
-    """No mount of an earlier (crashed) run gets in the way, and none outlives this one."""
+def _no_stale_test_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No dead mount of an earlier run gets in the way, and none of ours outlives this run."""
     from tests.mounting import cleanup_stale_mounts
 
     cleanup_stale_mounts()
     try:
         yield
     finally:
-        cleanup_stale_mounts()
+        cleanup_stale_mounts(own=tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ mount is a separate `mastfs mount` daemon. Teardown is idempotent and runs in `f
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -116,12 +117,24 @@ def mounted(
         force_unmount(mountpoint, pid)
 
 
-def cleanup_stale_mounts() -> None:
-    """Lazy-unmount mastfs mounts left by earlier test runs, and only those.
+def cleanup_stale_mounts(own: Path | None = None) -> None:
+    """Lazy-unmount test mounts whose daemon is gone, and every mount under `own`.
 
-    Only mount points under pytest's temporary directories are touched: a user's own mounts
-    (or a benchmark running beside the tests) are none of the tests' business.
+    Only mount points under pytest's temporary directories are considered, and a live mount of
+    another test session (or a user's own mount) is left alone: stale means the daemon died and
+    the mount point answers ENOTCONN.
     """
     for point in fuse_mounts():
-        if "/pytest-of-" in point:
+        if "/pytest-of-" not in point:
+            continue
+        mine = own is not None and Path(point).is_relative_to(own)
+        if mine or _dead(point):
             subprocess.run(["fusermount3", "-u", "-z", point], capture_output=True, timeout=30)
+
+
+def _dead(point: str) -> bool:
+    try:
+        os.stat(point)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
