@@ -640,10 +640,14 @@ def cmd_select(args: argparse.Namespace) -> int:
             if exc.errno == errno.EINVAL:
                 fail("the mount rejected the selection")
             fail(f"cannot change the selection of {args.mountpoint}: {exc.strerror}")
-    else:
-        current = os.getxattr(mountpoint, "user.mastfs.selection").decode()
-        print(f"selection: {current}")
-    print(os.getxattr(mountpoint, "user.mastfs.summary").decode())
+    try:
+        if not _has_selection_args(args):
+            current = os.getxattr(mountpoint, "user.mastfs.selection").decode()
+            print(f"selection: {current}")
+        print(os.getxattr(mountpoint, "user.mastfs.summary").decode())
+    except OSError as exc:
+        # E.g. ENOTCONN: the mount's process has died and left the mount point behind.
+        fail(f"cannot read the selection of {args.mountpoint}: {exc.strerror}")
     return 0
 
 
@@ -652,7 +656,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     from mastfs.archive import Archive, ArchiveError
     from mastfs.mount import probe_readable_at
-    from mastfs.selection import format_summary
+    from mastfs.selection import format_summary, unmatched_values
     from mastfs.state import MountState
     from mastfs.table import format_table
 
@@ -669,14 +673,27 @@ def cmd_ls(args: argparse.Namespace) -> int:
         )
     except ArchiveError as exc:
         fail(str(exc))
+    for note in result.notes:
+        print(f"mastfs: warning: {note}", file=sys.stderr)
+    # Groups and extensions are open vocabularies: a typo selects nothing, so say which.
+    for value in unmatched_values(result.products, selection):
+        print(f"mastfs: warning: {value} matches no file of {query.describe()}", file=sys.stderr)
     readable = trio.run(probe_readable_at, server, token, result.products)
     state = MountState(result.products, selection, args.layout, user, readable)
     snap = state.snapshot
-    if args.csv:
-        sys.stdout.buffer.write(snap.csv)
-    else:
-        print(format_table(snap.selected, state.can_read, color=sys.stdout.isatty()))
-    print(format_summary(snap.summary), file=sys.stderr if args.csv else sys.stdout)
+    summary = format_summary(snap.summary, user)
+    try:
+        if args.csv:
+            sys.stdout.buffer.write(snap.csv)
+            sys.stdout.flush()
+            print(summary, file=sys.stderr)
+        else:
+            print(format_table(snap.selected, state.can_read, color=sys.stdout.isatty()))
+            print(summary, flush=True)
+    except BrokenPipeError:
+        # `mastfs ls ... | head`: the reader has gone; stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -256,7 +256,7 @@ class MastOperations(pyfuse3.Operations):
             snap = self.state.snapshot
             return {
                 XATTR_SELECTION.decode(): snap.selection.to_json(),
-                XATTR_SUMMARY.decode(): format_summary(snap.summary),
+                XATTR_SUMMARY.decode(): format_summary(snap.summary, self.state.user),
             }
         if entry.product is None:
             return {}
@@ -342,7 +342,9 @@ class MastOperations(pyfuse3.Operations):
     @fuse_errors
     async def access(self, inode: InodeT, mode: int, ctx: pyfuse3.RequestContext) -> bool:
         self._entry(inode)
-        return not mode & os.W_OK
+        if mode & os.W_OK:
+            raise FUSEError(errno.EROFS)
+        return True
 
     @fuse_errors
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

@@ -227,7 +227,10 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         ops = MastOperations(state, cache, spawn=spawn)
         operations.append(ops)
         options = set(pyfuse3.default_options)
-        options |= {"fsname=mastfs", "subtype=mastfs", "ro", "noatime"}
+        # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and
+        # `mastfs select` works by setting `user.mastfs.selection` on the root. Every
+        # operation that would write answers EROFS in fs.py instead.
+        options |= {"fsname=mastfs", "subtype=mastfs", "noatime"}
         options.discard("default_permissions")
         if opts.allow_other:
             options.add("allow_other")
@@ -251,7 +254,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         who = user.display_name if user else "anonymous"
         reporter.ready(
             f"mounted {opts.query.describe()} at {opts.mountpoint} ({opts.layout}, {who}): "
-            f"{format_summary(summary)}"
+            f"{format_summary(summary, user)}"
             + (" [offline: query result from cache]" if result.from_cache else "")
         )
         await pyfuse3.main()

@@ -91,24 +91,24 @@ def product_level(p: Product) -> str:
     """The Product Level column: JWST `1b`, `2a`, `2b`, `3`, `4`; other missions `calib_level`.
 
     MAST's `calib_level` does not separate JWST's 2a (stage-1 rate/rateints, also trapsfilled,
-    ramp, fitopt, dark) from 2b (stage-2 products); the suffix does, and `uncal` is 1b. Files
-    whose suffix names no pipeline stage (association `_asn`, `_pool`, previews such as
-    `_thumb`) and guide-star files take their level from `calib_level` alone: 1 → 1b,
-    2 → 2b. HST and other missions show `calib_level` as is ("1", "2", "3", "4"), as does an
-    unexpected JWST value (e.g. "0" when the archive gives none).
+    ramp, fitopt, dark) from 2b (stage-2 products); the product group does, and `uncal` is 1b.
+    The group is `productSubGroupDescription`, else the suffix, so that a preview takes the
+    level of the product it shows: `_rate.jpg` and `_rate_thumb.png` (subgroup RATE) are 2a
+    like `_rate.fits`. Files whose group names no pipeline stage (association `_asn`, `_pool`)
+    and guide-star files take their level from `calib_level` alone: 1 → 1b, 2 → 2b. HST and
+    other missions show `calib_level` as is ("1", "2", "3", "4"), as does an unexpected JWST
+    value (e.g. "0" when the archive gives none).
     """
     level = p.calib_level
-    if not _jwst(p):
-        return str(level)
-    if level >= 3:
+    if not _jwst(p) or level not in (1, 2):
         return str(level)
     if not is_guide_star(p):
-        token = suffix(p)[1:].lower()
+        token = _group_of(p).lower()
         if token == "uncal":
             return "1b"
         if token in _JWST_2A_SUFFIXES:
             return "2a"
-    return {1: "1b", 2: "2b"}.get(level, str(level))
+    return "1b" if level == 1 else "2b"
 
 
 def _level_matches(wanted: str, level: str) -> bool:

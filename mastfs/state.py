@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mastfs import selection as sel_mod
 from mastfs import tree as tree_mod
@@ -68,8 +68,11 @@ class MountState:
 
     def reselect(self, selection: sel_mod.Selection) -> Snapshot:
         """Compute the new snapshot (slow for big programs) and swap it in at once."""
-        new = self._build(selection, self.snapshot.generation + 1)
+        new = self._build(selection, generation=0)
         with self._lock:
+            # Numbered at the swap, not before the build: two re-selections computed at the
+            # same time must not share a generation, which keys the cached manifest.
+            new = replace(new, generation=self.snapshot.generation + 1)
             self.snapshot = new
         return new
 

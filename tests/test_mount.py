@@ -200,6 +200,8 @@ def test_read_only(m2734: Mount) -> None:
         with pytest.raises(OSError) as info:
             attempt()
         assert info.value.errno == errno.EROFS
+    assert not os.access(some_file, os.W_OK)
+    assert os.access(some_file, os.R_OK)
 
 
 def test_statfs_answers(m2734: Mount) -> None:
