@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 
@@ -60,3 +62,25 @@ def sim_server() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def sim_url(sim_server: object) -> str:
     return SIM_URL
+
+
+@pytest.fixture()
+def sim(sim_server: Any) -> Iterator[Any]:
+    """The simulator's control surface (stats, faults), clean before each test."""
+    from tests.fetch_support import Sim
+
+    control = Sim(sim_server)
+    control.clear_faults()
+    control.reset_stats()
+    try:
+        yield control
+    finally:
+        control.close()
+
+
+@pytest.fixture()
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
+    ) as c:
+        yield c

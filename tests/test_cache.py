@@ -32,25 +32,6 @@ KiB = 1 << 10
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
-def sim(sim_server: Any) -> Iterator[Sim]:
-    control = Sim(sim_server)
-    control.clear_faults()
-    control.reset_stats()
-    try:
-        yield control
-    finally:
-        control.close()
-
-
-@pytest.fixture()
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
-    ) as c:
-        yield c
-
-
 @asynccontextmanager
 async def cache_on(
     directory: Path,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -35,25 +35,6 @@ from tests.fetch_support import (
     Sim,
     redirector,
 )
-
-
-@pytest.fixture()
-def sim(sim_server: Any) -> Iterator[Sim]:
-    control = Sim(sim_server)
-    control.clear_faults()
-    control.reset_stats()
-    try:
-        yield control
-    finally:
-        control.close()
-
-
-@pytest.fixture()
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
-    ) as c:
-        yield c
 
 
 def fetcher_for(client: httpx.AsyncClient, url: str, token: str | None = None) -> Fetcher:
