@@ -468,6 +468,9 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         server, token = server_from_args(args), token_from_args(args)
     cache_dir = cache_dir_from_args(args)
     if args.ready_fd is None:
+        if demo and not args.mountpoint.exists():
+            # The demo is the first thing a new user runs: make its folder for them.
+            args.mountpoint.mkdir(parents=True, exist_ok=True)
         # Checks the user gets at once, before anything is spawned.
         try:
             check_mountpoint(args.mountpoint)
@@ -475,7 +478,18 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         except MountError as exc:
             fail(str(exc))
         if not args.foreground:
-            return _spawn_daemon(args, cache_dir)
+            code = _spawn_daemon(args, cache_dir)
+            if demo and code == 0:
+                mp = args.mountpoint
+                print(
+                    f"  browse:   ls {mp}/JWST; grep _x1dints {mp}/selection.csv\n"
+                    f"  open:     python -c \"from astropy.io import fits; "
+                    f"fits.info('{mp}/JWST/jw02734-o002_t002_niriss_clear-gr700xd-substrip256/"
+                    f"jw02734-o002_t002_niriss_clear-gr700xd-substrip256_x1dints.fits')\"\n"
+                    f"  select:   mastfs select {mp} --recommended\n"
+                    f"  unmount:  mastfs umount {mp}"
+                )
+            return code
 
     opts = MountOptions(
         mountpoint=Path(os.path.abspath(args.mountpoint)),
