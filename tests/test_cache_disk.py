@@ -1,0 +1,175 @@
+"""cache.py's disk layout: run files, O_DIRECT and its fallback, eviction of a run, old layouts.
+
+Blocks of one range response share one run file (`_BlockDisk`); these tests check that a run
+reads back byte-exact after a remount, that losing one of its rows never serves wrong bytes,
+that a filesystem without O_DIRECT works the same, and that blocks stored by the stock
+diskcache layout (cache directories of earlier versions) are still served.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import httpx
+import pytest
+
+from mastfs.cache import BlockCache, _block_key, _meta_key, _tag, identity_of
+from mastfs.fetch import Fetcher
+from tests.fetch_support import FAST_RETRY, MiB, Sim
+
+
+@asynccontextmanager
+async def cache_on(
+    directory: Path, url: str, client: httpx.AsyncClient, **options: Any
+) -> AsyncIterator[BlockCache]:
+    fetcher = Fetcher(client, url, None, FAST_RETRY)
+    async with BlockCache.open_cache(fetcher, directory, size_limit=1 << 30, **options) as cache:
+        yield cache
+        await cache.wait_idle()
+
+
+def run_files(directory: Path) -> list[Path]:
+    return list(directory.rglob("*.val"))
+
+
+async def read_range(cache: BlockCache, f: Any, start: int, end: int, step: int = MiB) -> bytes:
+    parts = []
+    for offset in range(start, end, step):
+        parts.append(await cache.read(f.uri, f.size, offset, min(step, end - offset)))
+    return b"".join(parts)
+
+
+async def test_runs_share_a_file_and_read_back_exactly_after_a_remount(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=20 * MiB, max_size=60 * MiB, unaligned=True)
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        assert await read_range(cache, f, 0, f.size) == sim.expected(f.uri, 0, f.size)
+    blocks = -(-f.size // MiB)
+    files = run_files(tmp_path)
+    # Readahead fetched most of the file in multi-block ranges: fewer files than blocks.
+    assert 0 < len(files) < blocks
+    assert sum(p.stat().st_size for p in files) == f.size
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+        # Backwards, so every read is a lookup of its own; the tail block is unaligned.
+        for offset in reversed(range(0, f.size, MiB)):
+            assert await cache.read(f.uri, f.size, offset, MiB) == sim.expected(f.uri, offset, MiB)
+        assert cache.stats()["disk_hits"] == blocks
+    assert sim.gets(f.uri) == 0
+
+
+async def test_a_lost_row_makes_its_run_a_miss_never_wrong_bytes(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=20 * MiB, max_size=60 * MiB)
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        await read_range(cache, f, 0, 16 * MiB)
+        await cache.wait_idle()
+        identity = identity_of(cache._meta[f.uri])
+
+        def run_of(index: int) -> str:
+            ref = cache._disk.get(_block_key(f.uri, identity, index), read=True)
+            return str(ref.filename).rpartition("@")[0]
+
+        siblings = [index for index in range(16) if run_of(index) == run_of(9)]
+        assert len(siblings) > 1
+        # Eviction removes rows one by one; the first removal deletes the whole run file.
+        assert cache._disk.delete(_block_key(f.uri, identity, 9))
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+        for index in range(16):
+            got = await cache.read(f.uri, f.size, index * MiB, MiB)
+            assert got == sim.expected(f.uri, index * MiB, MiB)
+    # Every block of that run came from the server again, and only those.
+    assert sim.gets(f.uri) == len(siblings)
+
+
+async def test_without_o_direct_the_cache_works_the_same(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on tmpfs, or a platform without the flag: plain buffered files.
+    monkeypatch.delattr(os, "O_DIRECT")
+    f = sim.pick(min_size=10 * MiB, max_size=40 * MiB, unaligned=True)
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        assert await read_range(cache, f, 0, f.size) == sim.expected(f.uri, 0, f.size)
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        assert await read_range(cache, f, 0, f.size) == sim.expected(f.uri, 0, f.size)
+    assert sim.gets(f.uri) == 0
+
+
+async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=4 * MiB, max_size=40 * MiB)
+    info = await Fetcher(client, sim.url, None, FAST_RETRY).head(f.uri)
+    identity = identity_of(info)
+    # What an earlier version left: one diskcache value file per block, and the product record.
+    with diskcache.Cache(str(tmp_path)) as disk:
+        disk.set(_meta_key(f.uri), json.dumps([info.size, info.etag, info.last_modified]))
+        for index in (0, 1):
+            data = sim.expected(f.uri, index * MiB, MiB)
+            disk.set(
+                _block_key(f.uri, identity, index),
+                io.BytesIO(data),
+                read=True,
+                tag=_tag(f.uri, identity),
+            )
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+        assert await cache.read(f.uri, f.size, MiB - 100, 200) == sim.expected(
+            f.uri, MiB - 100, 200
+        )
+    assert sim.gets(f.uri) == 0
+
+
+async def test_small_random_reads_after_a_remount_read_only_their_bytes(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=10 * MiB, max_size=40 * MiB, unaligned=True)
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        await read_range(cache, f, 0, f.size)
+    tail, rest = f.size - f.size % MiB, f.size % MiB
+    # Unaligned offsets, one across a page boundary, one ending at the (unaligned) end of file.
+    cases = [(3 * MiB + 5000, 65536), (6 * MiB + 12288 - 100, 8000), (tail + rest // 2, rest)]
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        for offset, length in cases:
+            got = await cache.read(f.uri, f.size, offset, length)
+            assert got == sim.expected(f.uri, offset, min(length, f.size - offset))
+        stats = cache.stats()
+        assert stats["disk_partial_reads"] == len(cases)
+        # Only those bytes were read: the blocks did not enter the memory tier.
+        assert stats["memory_bytes"] == 0
+        # A read continuing one of those loads its whole block, as sequential readers need.
+        offset = 3 * MiB + 5000 + 65536
+        assert await cache.read(f.uri, f.size, offset, 4096) == sim.expected(f.uri, offset, 4096)
+        assert cache.stats()["memory_bytes"] == MiB
+    assert sim.gets(f.uri) == 0
+
+
+async def test_a_small_random_read_of_an_uncached_block_fetches_it_once(
+    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    f = sim.pick(min_size=10 * MiB, max_size=40 * MiB)
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        await cache.read(f.uri, f.size, 0, 4096)
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, client) as cache:
+        offset = 6 * MiB + 123
+        assert await cache.read(f.uri, f.size, offset, 65536) == sim.expected(f.uri, offset, 65536)
+        # The block is now in memory: the next small read there needs neither disk nor network.
+        assert await cache.read(f.uri, f.size, offset + 9000, 100) == sim.expected(
+            f.uri, offset + 9000, 100
+        )
+        stats = cache.stats()
+        assert stats["disk_partial_reads"] == 0 and stats["memory_hits"] == 1
+    assert sim.gets(f.uri) == 1 and sim.sent(f.uri) == MiB
