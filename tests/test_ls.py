@@ -262,3 +262,17 @@ def test_closed_pipe_is_not_a_traceback(sim_url: str, cache: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_target_and_radius_query(sim_url: str, cache: Path) -> None:
+    """`--target` is resolved by the archive itself (`Mast.Name.Lookup`), then a cone search."""
+    done = ls(sim_url, cache, "--target", "WASP-96", "--radius", "1m", "--csv")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()[1:]
+    datasets = {line.split(",")[0] for line in lines if line}
+    expected = {r["obs_id"] for r in catalog_rows("2734") if "_gs-" not in r["productFilename"]}
+    assert datasets == expected
+    unknown = ls(sim_url, cache, "--target", "NoSuchThing")
+    assert unknown.returncode == 1
+    assert "could not resolve target name 'NoSuchThing'" in unknown.stderr.decode()
+    assert b"Traceback" not in unknown.stderr
