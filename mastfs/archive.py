@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -370,13 +370,6 @@ def _mjd_to_unix(mjd: Any) -> float:
 
 def _natural(obsid: str) -> tuple[int, str]:
     return (int(obsid), "") if obsid.isdigit() else (0, obsid)
-
-
-def unique_uris(products: Iterable[Product]) -> list[str]:
-    seen: dict[str, None] = {}
-    for p in products:
-        seen.setdefault(p.dataURI, None)
-    return list(seen)
 
 
 def proposals_with_exclusive(products: Sequence[Product]) -> dict[str, str]:

@@ -483,7 +483,7 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
                 mp = args.mountpoint
                 print(
                     f"  browse:   ls {mp}/JWST; grep _x1dints {mp}/selection.csv\n"
-                    f"  open:     python -c \"from astropy.io import fits; "
+                    f'  open:     python -c "from astropy.io import fits; '
                     f"fits.info('{mp}/JWST/jw02734-o002_t002_niriss_clear-gr700xd-substrip256/"
                     f"jw02734-o002_t002_niriss_clear-gr700xd-substrip256_x1dints.fits')\"\n"
                     f"  select:   mastfs select {mp} --recommended\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
-import json
 import logging
 import os
 import stat
@@ -422,7 +421,3 @@ async def _invalidate(entries: list[tuple[int, str]]) -> None:
                 log.debug("invalidate %s/%s: %s", parent, name, exc)
 
     await trio.to_thread.run_sync(run)
-
-
-def selection_to_xattr(selection: Selection) -> bytes:
-    return json.dumps(json.loads(selection.to_json()), sort_keys=True).encode()

@@ -50,9 +50,6 @@ class Mount:
     pid: int | None
     result: subprocess.CompletedProcess[str]
 
-    def stats_pid(self) -> int | None:
-        return self.pid
-
 
 def _daemon_pid(mountpoint: Path) -> int | None:
     # The daemon writes its pid to the runtime dir; read it through the same helper.
