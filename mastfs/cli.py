@@ -541,10 +541,9 @@ def _demo_server() -> Callable[[AsyncExitStack], str]:
 
 
 def _log_path(cache_dir: Path, mountpoint: Path) -> Path:
-    import hashlib
+    from mastfs.mount import mount_id
 
-    digest = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:12]
-    path = cache_dir / "logs" / f"mount-{digest}.log"
+    path = cache_dir / "logs" / f"mount-{mount_id(mountpoint)}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -127,7 +127,8 @@ class MastOperations(pyfuse3.Operations):
         if entry.is_dir:
             attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFDIR | 0o555)
             attr.st_size = 0
-            attr.st_nlink = snap.tree.nlink(entry.inode) if snap.tree.entry(entry.inode) else 2
+            # A directory retired by a re-selection is unknown to the tree (nlink 0).
+            attr.st_nlink = snap.tree.nlink(entry.inode) or 2
             mtime = snap.mtime
         elif entry.virtual is not None:
             attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
@@ -139,9 +140,7 @@ class MastOperations(pyfuse3.Operations):
             product = cast(Product, entry.product)
             attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
             attr.st_size = product.size
-            attr.st_nlink = (
-                max(1, snap.tree.nlink(entry.inode)) if snap.tree.entry(entry.inode) else 1
-            )
+            attr.st_nlink = max(1, snap.tree.nlink(entry.inode))
             mtime = product.mtime
         attr.st_blocks = (attr.st_size + 511) // 512
         ns = int(mtime * 1e9)

@@ -122,9 +122,13 @@ def runtime_dir() -> Path:
     return path
 
 
+def mount_id(mountpoint: Path) -> str:
+    """A short stable name for a mount point: its pid file and daemon log are named by it."""
+    return hashlib.sha256(str(Path(os.path.abspath(mountpoint))).encode()).hexdigest()[:16]
+
+
 def pidfile_for(mountpoint: Path) -> Path:
-    digest = hashlib.sha256(str(Path(os.path.abspath(mountpoint))).encode()).hexdigest()[:16]
-    return runtime_dir() / f"{digest}.pid"
+    return runtime_dir() / f"{mount_id(mountpoint)}.pid"
 
 
 # -- the mount itself --------------------------------------------------------------------------

@@ -22,12 +22,9 @@ MASTFS = [sys.executable, "-m", "mastfs"]
 
 
 def fuse_mounts() -> list[str]:
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        if right.startswith("fuse.mastfs "):
-            points.append(left.split()[4])
-    return points
+    from mastfs.mount import mounted_paths
+
+    return [point for point, (fstype, _) in mounted_paths().items() if fstype == "fuse.mastfs"]
 
 
 def is_mounted(path: Path) -> bool:
