@@ -87,6 +87,8 @@ log = logging.getLogger(__name__)
 
 KiB = 1 << 10
 MiB = 1 << 20
+# A block's bytes: `bytes` from disk, or a view of the buffer a range response was received into.
+Block = bytes | memoryview
 DEFAULT_BLOCK_SIZE = 1 * MiB
 # The memory tier mostly holds readahead until the kernel has read it (it keeps its own copy in
 # the page cache); half of it may be in flight, half of it waiting for the disk. 96 MiB keeps the
@@ -99,9 +101,15 @@ DEFAULT_PARALLEL = 4
 # is 5 ms). The disk threads take and drop the GIL dozens of times per run (every syscall and
 # SQLite statement), and with the trio thread busy each of those waited up to the full interval.
 GIL_SWITCH_INTERVAL = 0.0005
-# glibc malloc arenas (see `_limit_malloc_arenas`); `_M_ARENA_MAX` is mallopt's parameter.
+# glibc malloc tuning (see `_tune_malloc`): mallopt's parameters and our values.
 MALLOC_ARENAS = 1
+MALLOC_MMAP_THRESHOLD = 16 * MiB
+MALLOC_TRIM_THRESHOLD = 256 * MiB
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+# Threads handing readahead to `on_prefetched` (the kernel) at once.
+GIVERS = 2
 # Threads writing blocks to disk at once.
 DISK_WRITERS = 3
 # Streams remembered per product: enough for a few interleaved readers of one file.
@@ -122,15 +130,25 @@ def tune_process() -> None:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
-def _limit_malloc_arenas() -> None:
-    """Let glibc create at most `MALLOC_ARENAS` malloc arenas in this process.
+def _tune_malloc() -> None:
+    """One glibc malloc arena, and range buffers (up to 8 MiB) from a heap that keeps its pages.
 
-    Blocks read from disk are allocated in the reading thread's arena, and glibc keeps what is
-    freed there for that arena: a cold read of the 4 GiB product after a remount read of 1 GiB
-    peaked at 382 MB with the default (eight arenas per core: the disk threads' arenas kept
-    63 MiB the network path could not reuse), 288 MB with one. Done at import, before the mount
-    starts worker threads (the archive queries already use some): the limit only applies to
-    arenas created later. The few large allocations per MiB make contention on one arena moot.
+    Arenas: blocks read from disk are allocated in the reading thread's arena, and glibc keeps
+    what is freed there for that arena: a cold read of the 4 GiB product after a remount read of
+    1 GiB peaked at 382 MB with the default (eight arenas per core: the disk threads' arenas
+    kept 63 MiB the network path could not reuse), 288 MB with one. The few large allocations
+    per MiB make contention on one arena moot.
+
+    Thresholds: by default glibc serves each 8 MiB range buffer with a fresh `mmap` and unmaps
+    it when freed, and every page of it then costs a page fault when the body is received: on
+    this project's VMs 1.0 CPU-s per GiB, against 0.02 s for memory the heap reuses. Below
+    `MALLOC_MMAP_THRESHOLD` buffers come from the heap, which returns memory to the kernel only
+    past `MALLOC_TRIM_THRESHOLD` free at its top: the daemon's resident size then stays at its
+    high-water mark (bounded by the memory tier and the readahead and write budgets) instead of
+    faulting the same pages in again for every range.
+
+    Done at import, before the mount starts worker threads (the archive queries already use
+    some): the arena limit only applies to arenas created later.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -140,11 +158,16 @@ def _limit_malloc_arenas() -> None:
         return  # not glibc
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    if not mallopt(_M_ARENA_MAX, MALLOC_ARENAS):
-        log.debug("mallopt(M_ARENA_MAX, %d) failed", MALLOC_ARENAS)
+    for parameter, value in (
+        (_M_ARENA_MAX, MALLOC_ARENAS),
+        (_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD),
+        (_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD),
+    ):
+        if not mallopt(parameter, value):
+            log.debug("mallopt(%d, %d) failed", parameter, value)
 
 
-_limit_malloc_arenas()
+_tune_malloc()
 
 
 def identity_of(info: RemoteInfo) -> str:
@@ -276,7 +299,7 @@ class _BlockDisk(diskcache.Disk):
         flush()
         return out
 
-    def write_run(self, tag: str, first: int, blocks: Sequence[bytes]) -> list[_Stored]:
+    def write_run(self, tag: str, first: int, blocks: Sequence[Block]) -> list[_Stored]:
         """Write consecutive blocks into a new run file; what to store for each of them."""
         digest = hashlib.sha256(tag.encode()).hexdigest()
         name = os.path.join(digest[:2], digest[2:24], f"{first}-{os.urandom(6).hex()}.val")
@@ -321,7 +344,7 @@ class _BlockDisk(diskcache.Disk):
                 if len(self._buffers) > MAX_SCRATCH_BUFFERS:
                     self._buffers.remove(min(self._buffers, key=lambda h: len(h[0])))
 
-    def _write_new(self, path: str, blocks: Sequence[bytes]) -> None:
+    def _write_new(self, path: str, blocks: Sequence[Block]) -> None:
         total = sum(len(data) for data in blocks)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         fd = -1
@@ -339,9 +362,7 @@ class _BlockDisk(diskcache.Disk):
                 with self._buffer(total) as (buffer, address):
                     offset = 0
                     for data in blocks:
-                        # ctypes calls run without the GIL: the trio thread keeps serving while
-                        # this thread copies.
-                        ctypes.memmove(address + offset, data, len(data))
+                        _copy_to(address + offset, data)
                         offset += len(data)
                     aligned = total - total % _DIRECT_ALIGN
                     with memoryview(buffer) as view:
@@ -409,6 +430,19 @@ class _BlockDisk(diskcache.Disk):
         return pieces
 
 
+def _copy_to(address: int, data: Block) -> None:
+    """Copy a block to `address` with the GIL released (ctypes calls run without it), so the trio
+    thread keeps serving while a disk thread copies."""
+    if isinstance(data, memoryview):
+        if data.readonly:
+            data = data.tobytes()
+        else:
+            source = (ctypes.c_char * len(data)).from_buffer(data)
+            ctypes.memmove(address, source, len(data))
+            return
+    ctypes.memmove(address, data, len(data))
+
+
 def _write_all(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
@@ -425,7 +459,7 @@ class _Flight:
 
     background: bool
     event: trio.Event = field(default_factory=trio.Event)
-    data: bytes | None = None
+    data: Block | None = None
     identity: str | None = None
     # None with the event set means "abandoned": the owner stopped, waiters try themselves.
     error: BaseException | None = None
@@ -460,15 +494,15 @@ class _MemoryTier:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.size = 0
-        self._blocks: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[str, str, int], Block] = OrderedDict()
 
-    def get(self, key: tuple[str, str, int]) -> bytes | None:
+    def get(self, key: tuple[str, str, int]) -> Block | None:
         data = self._blocks.get(key)
         if data is not None:
             self._blocks.move_to_end(key)
         return data
 
-    def put(self, key: tuple[str, str, int], data: bytes) -> None:
+    def put(self, key: tuple[str, str, int], data: Block) -> None:
         if len(data) > self.limit:
             return
         old = self._blocks.pop(key, None)
@@ -504,6 +538,7 @@ class BlockCache:
         request_max: int = DEFAULT_REQUEST_MAX,
         parallel: int = DEFAULT_PARALLEL,
         on_change: Callable[[str], None] | None = None,
+        on_prefetched: Callable[[str, int, Block], None] | None = None,
     ) -> None:
         if block_size < 4 * KiB:
             raise ValueError(f"block_size {block_size} is below 4 KiB")
@@ -517,6 +552,7 @@ class BlockCache:
         # blocks readers are using.
         self._readahead_budget = memory_limit // 2
         self._on_change = on_change
+        self._on_prefetched = on_prefetched
         # Blocking (SQLite, file I/O): `open_cache` runs this constructor in a worker thread.
         self._disk = diskcache.Cache(
             str(self.directory),
@@ -553,6 +589,7 @@ class BlockCache:
         # and they age out like any other.
         self._disk_read_limiter = trio.CapacityLimiter(max(2, parallel))
         self._disk_write_limiter = trio.CapacityLimiter(DISK_WRITERS)
+        self._give_limiter = trio.CapacityLimiter(GIVERS)
         self._rows_lock = threading.Lock()
         self._tasks: trio.Nursery | None = None
         self._served = trio.Event()
@@ -766,12 +803,12 @@ class BlockCache:
         return True
 
     def _assemble(
-        self, got: dict[int, tuple[str, bytes]], first: int, last: int, offset: int, end: int
+        self, got: dict[int, tuple[str, Block]], first: int, last: int, offset: int, end: int
     ) -> bytes:
         bs = self.block_size
         if first == last:
-            data = got[first][1]
-            return data[offset - first * bs : end - first * bs]
+            part = got[first][1][offset - first * bs : end - first * bs]
+            return part if isinstance(part, bytes) else part.tobytes()
         parts = []
         for index in range(first, last + 1):
             data = got[index][1]
@@ -794,14 +831,14 @@ class BlockCache:
         *,
         background: bool,
         disk: bool = True,
-    ) -> dict[int, tuple[str, bytes]]:
+    ) -> dict[int, tuple[str, Block]]:
         """The blocks at `indices` that could be had: memory, then flights, disk, network.
 
         A block missing from the result was abandoned by another task; the caller retries.
         Background calls do not wait for other tasks' flights. `disk=False` skips the disk
         (the caller just found the blocks absent there).
         """
-        out: dict[int, tuple[str, bytes]] = {}
+        out: dict[int, tuple[str, Block]] = {}
         identity = identity_of(info) if info is not None else None
         owned: list[tuple[int, _Flight]] = []
         waiting: list[tuple[int, _Flight]] = []
@@ -848,7 +885,7 @@ class BlockCache:
                 raise flight.error
         return out
 
-    def _resolve(self, uri: str, index: int, flight: _Flight, identity: str, data: bytes) -> None:
+    def _resolve(self, uri: str, index: int, flight: _Flight, identity: str, data: Block) -> None:
         self._memory.put((uri, identity, index), data)
         if flight.done:
             return
@@ -959,13 +996,13 @@ class BlockCache:
             # The block layout differs from what the range was computed for: keep nothing.
             raise _Restart
         identity = identity_of(current)
-        blocks: list[tuple[int, bytes]] = []
+        blocks: list[tuple[int, Block]] = []
         for (index, flight), piece in zip(run, pieces, strict=True):
             self._resolve(uri, index, flight, identity, piece)
             blocks.append((index, piece))
         await self._store(uri, identity, blocks)
 
-    async def _store(self, uri: str, identity: str, blocks: list[tuple[int, bytes]]) -> None:
+    async def _store(self, uri: str, identity: str, blocks: list[tuple[int, Block]]) -> None:
         """Write blocks to disk, in the background while the write budget allows.
 
         Disk writes here run at ~400 MB/s (2.5 ms per MiB), slower than loopback HTTP, so the
@@ -981,7 +1018,7 @@ class BlockCache:
         self._tasks.start_soon(self._store_task, uri, identity, blocks, nbytes)
 
     async def _store_task(
-        self, uri: str, identity: str, blocks: list[tuple[int, bytes]], nbytes: int
+        self, uri: str, identity: str, blocks: list[tuple[int, Block]], nbytes: int
     ) -> None:
         try:
             await self._disk_write(self._disk_put_many, uri, identity, blocks)
@@ -1138,7 +1175,10 @@ class BlockCache:
             streams = self._streams[uri] = []
         for stream in streams:
             # Forgiving about order: the kernel may answer a stream's requests out of order.
-            if stream.next_offset - bs <= offset <= stream.next_offset + bs:
+            # A reader may also skip ahead through readahead it was handed (`on_prefetched`)
+            # and come back only at the next block it was not.
+            reach = max(stream.next_offset, stream.issued * bs)
+            if stream.next_offset - bs <= offset <= reach + bs:
                 streams.remove(stream)
                 streams.insert(0, stream)
                 break
@@ -1186,7 +1226,9 @@ class BlockCache:
         try:
             # Flights are claimed at once (a reader arriving later waits for this task); the
             # network part queues on the limiter, in the order the windows were issued.
-            await self._obtain(uri, info, file_size, indices, background=True)
+            got = await self._obtain(uri, info, file_size, indices, background=True)
+            if self._on_prefetched is not None and len(indices) > 1:
+                await self._hand_over(uri, indices, got)
         except _Restart:
             pass
         except Exception as exc:
@@ -1195,6 +1237,39 @@ class BlockCache:
         finally:
             self._readahead_inflight -= nbytes
             self._task_done()
+
+    async def _hand_over(self, uri: str, indices: range, got: dict[int, tuple[str, Block]]) -> None:
+        """Give readahead blocks to `on_prefetched` (the kernel's page cache), but the first.
+
+        The reader then finds them without asking, and comes back only at the first block of
+        each batch: that read, served from the memory tier, is what tells `_note_access` how far
+        the reader has got, so the window keeps moving (a reader that never came back would get
+        no more readahead). One request per batch of up to `request_max` instead of one per
+        kernel readahead (1 MiB).
+        """
+        current = self._meta.get(uri)
+        if current is None:
+            return
+        identity = identity_of(current)
+        bs = self.block_size
+        # Blocks the reader has passed already went to it through FUSE reads (the fetch was
+        # late): copying them into the kernel again would only cost time.
+        passed = max((stream.next_offset for stream in self._streams.get(uri, ())), default=0)
+        blocks = [
+            (index * bs, got[index][1])
+            for index in indices[1:]
+            if index in got and got[index][0] == identity and (index + 1) * bs > passed
+        ]
+        if blocks:
+            # Own threads: `notify_store` waits for page locks the kernel holds while one of
+            # our FUSE reads is pending; the default thread pool, which those reads may need
+            # (disk), must never be exhausted by threads waiting on them.
+            await trio.to_thread.run_sync(self._give, uri, blocks, limiter=self._give_limiter)
+
+    def _give(self, uri: str, blocks: list[tuple[int, Block]]) -> None:
+        assert self._on_prefetched is not None
+        for offset, data in blocks:
+            self._on_prefetched(uri, offset, data)
 
     def _task_started(self) -> None:
         self._pending_tasks += 1
@@ -1275,13 +1350,13 @@ class BlockCache:
             self._disk_failed("read", exc)
         return None
 
-    def _disk_put_many(self, uri: str, identity: str, blocks: list[tuple[int, bytes]]) -> None:
+    def _disk_put_many(self, uri: str, identity: str, blocks: list[tuple[int, Block]]) -> None:
         current = self._meta.get(uri)
         if current is None or identity_of(current) != identity:
             return  # the contents changed while this write waited: the blocks are stale
         tag = _tag(uri, identity)
         disk = cast(_BlockDisk, self._disk.disk)
-        runs: list[list[tuple[int, bytes]]] = []
+        runs: list[list[tuple[int, Block]]] = []
         for index, data in sorted(blocks, key=lambda item: item[0]):
             if runs and runs[-1][-1][0] + 1 == index:
                 runs[-1].append((index, data))

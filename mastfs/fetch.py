@@ -1,7 +1,7 @@
 """HTTP range reads of MAST products: validated `206` bodies, retries, and a host-bound token.
 
-Every byte the filesystem serves comes through `Fetcher.get_range` (or `get_whole` for servers
-that ignore `Range`). The rules, learned from the peers' bug trackers:
+Every byte the filesystem serves comes through `Fetcher.get_range_split` (or `get_whole` for
+servers that ignore `Range`). The rules, learned from the peers' bug trackers:
 
 * A `206` is checked against what was asked: the `Content-Range` start, end and total, and the
   body length. A short or shifted body is never returned, so it can never be cached.
@@ -13,22 +13,34 @@ that ignore `Range`). The rules, learned from the peers' bug trackers:
 * The MAST token goes only to the MAST server's origin (scheme, host, port). Redirects are
   followed here, by hand, so the `Authorization` header can be dropped on a cross-host hop.
   The token is never logged and `repr(Fetcher)` does not show it.
+
+The transport is the standard library's `http.client`, run in worker threads, over keep-alive
+connections shared by those threads. It replaced httpx (the project's first choice) on measured
+grounds (docs/performance.md, "Tuning notes"): a product body is received with `readinto`
+straight into the buffer the cache keeps, with the GIL released while the kernel copies, at
+0.26 CPU-s per GiB; httpx's async client handed each chunk through h11 and five generators on the
+trio thread, copying every byte three times, at 1.1 CPU-s per GiB (0.55 with 1 MiB socket
+reads), and that thread also answers every FUSE request. The async API is unchanged: each
+attempt runs in a thread, retries and backoff stay on the trio side.
 """
 
 from __future__ import annotations
 
+import email.message
 import email.utils
+import http.client
 import logging
 import random
 import re
+import ssl
+import threading
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import httpcore
-import httpx
 import trio
 
 log = logging.getLogger(__name__)
@@ -38,11 +50,18 @@ MAX_REDIRECTS = 5
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-# Bytes per socket read. httpcore reads 64 KiB at a time and every chunk then climbs through h11
-# and five async generators; product bodies are MiBs, and 1 MiB reads halve the client's CPU time
-# per GiB (measured 1.1 -> 0.55 s on loopback, docs/performance.md "Tuning notes").
-SOCKET_READ_SIZE = 1 << 20
+# Seconds to wait for a connection, and for each socket read of an answer.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+# Idle keep-alive connections kept per origin (one per worker thread that may need one).
+MAX_IDLE_CONNECTIONS = 32
+# Bytes per read of a whole-file stream (servers that ignore Range).
+WHOLE_CHUNK = 1 << 20
+# Error bodies up to this size are read, so their connection can be used again.
+_SMALL_BODY = 64 << 10
+USER_AGENT = "mastfs (python http.client)"
 
 T = TypeVar("T")
 
@@ -138,20 +157,20 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def tune_socket_reads(size: int = SOCKET_READ_SIZE) -> None:
-    """Let httpcore read up to `size` bytes per socket read (process-wide, idempotent).
-
-    `READ_NUM_BYTES` is a class attribute of httpcore's HTTP/1.1 connection, so this applies to
-    every async client of the process; all it changes is the size of reads (and of the largest
-    chunk a body iterator yields).
-    """
-    connection = getattr(httpcore, "AsyncHTTP11Connection", None)
-    if connection is not None and getattr(connection, "READ_NUM_BYTES", size) < size:
-        connection.READ_NUM_BYTES = size
+Origin = tuple[str, str, int]
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return (url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme))
+def _origin(url: str) -> Origin:
+    """(scheme, host, port) of a URL; `FetchError` for a scheme other than http(s)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise FetchError(f"not an http(s) URL: {url!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise FetchError(f"bad port in {url!r}") from exc
+    return (scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme])
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -168,39 +187,196 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _info(response: httpx.Response, size: int) -> RemoteInfo:
-    return RemoteInfo(size, response.headers.get("etag"), response.headers.get("last-modified"))
+def _info(headers: email.message.Message, size: int) -> RemoteInfo:
+    return RemoteInfo(size, headers.get("etag"), headers.get("last-modified"))
 
 
-def _content_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length")
+def _content_length(headers: email.message.Message) -> int | None:
+    value = headers.get("content-length")
     if value is None or not value.strip().isdigit():
         return None
     return int(value)
 
 
-class Fetcher:
-    """Reads byte ranges of MAST products over one shared `httpx.AsyncClient`.
+class _ConnectFailed(_Retryable):
+    """Internal: no connection could be made (refused, unreachable, timed out)."""
 
-    The client must not follow redirects itself nor carry an `Authorization` header: this class
-    adds the token per request, only for the MAST server's own origin.
+
+class _Connection:
+    """One keep-alive connection to an origin, possibly through an HTTP proxy."""
+
+    def __init__(
+        self, origin: Origin, proxy: Origin | None, connect_timeout: float, read_timeout: float
+    ) -> None:
+        scheme, host, port = origin
+        self.origin = origin
+        # Through a proxy, plain HTTP asks for absolute URLs; HTTPS tunnels with CONNECT.
+        self.absolute = proxy is not None and scheme == "http"
+        conn_class = (
+            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        )
+        if proxy is None:
+            self.conn = conn_class(host, port, timeout=connect_timeout)
+        else:
+            self.conn = conn_class(proxy[1], proxy[2], timeout=connect_timeout)
+            if scheme == "https":
+                self.conn.set_tunnel(host, port)
+        self._read_timeout = read_timeout
+
+    def request(self, method: str, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        if self.conn.sock is None:
+            try:
+                self.conn.connect()
+            except ssl.SSLCertVerificationError as exc:
+                self.conn.close()
+                raise FetchError(f"{self.origin[1]}: TLS certificate not trusted: {exc}") from exc
+            except (OSError, http.client.HTTPException) as exc:
+                self.conn.close()
+                host, port = self.origin[1], self.origin[2]
+                raise _ConnectFailed(f"cannot connect to {host}:{port}: {exc}") from exc
+            sock = self.conn.sock
+            assert sock is not None
+            sock.settimeout(self._read_timeout)
+        if self.absolute:
+            target = url
+        else:
+            parts = urllib.parse.urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.conn.request(method, target, headers=headers)
+        return self.conn.getresponse()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Pool:
+    """Idle keep-alive connections per origin, shared by the worker threads."""
+
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, origin: Origin) -> tuple[_Connection, bool]:
+        """A connection to `origin`, and whether it was used before (the server may have
+        closed it since)."""
+        with self._lock:
+            idle = self._idle.get(origin)
+            if idle:
+                return idle.pop(), True
+        return _Connection(
+            origin, _proxy_for(origin), self.connect_timeout, self.read_timeout
+        ), False
+
+    def give(self, connection: _Connection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(connection.origin, [])
+            if len(idle) < MAX_IDLE_CONNECTIONS:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            connections = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for connection in connections:
+            connection.close()
+
+
+def _proxy_for(origin: Origin) -> Origin | None:
+    """The proxy the environment (`https_proxy`, `no_proxy`, ...) names for `origin`."""
+    scheme, host, _ = origin
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
+    try:
+        return _origin(proxy)
+    except FetchError:
+        log.warning("ignoring the %s proxy setting: not an http(s) URL", scheme)
+        return None
+
+
+class _Answer:
+    """A response being read in a worker thread; gives its connection back once read whole."""
+
+    def __init__(self, pool: _Pool, connection: _Connection, response: http.client.HTTPResponse):
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self.response = response
+        self.status = response.status
+        self.headers = response.headers
+
+    def read_into(self, view: memoryview) -> int:
+        """Fill `view` from the body; fewer bytes only at its end. Transport errors retry."""
+        got = 0
+        try:
+            while got < len(view):
+                n = self.response.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _Retryable(f"body: {type(exc).__name__}: {exc}") from exc
+        return got
+
+    def at_end(self) -> bool:
+        """True if the body has no more bytes (reads one byte to tell when it cannot know)."""
+        if self.response.isclosed():
+            return True
+        try:
+            return not self.response.read(1)
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def finish(self) -> None:
+        """Done with the answer: its connection goes back to the pool if nothing is left unread."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        response = self.response
+        if not response.isclosed() and response.length is not None:
+            if response.length <= _SMALL_BODY:
+                try:
+                    response.read()
+                except (OSError, http.client.HTTPException):
+                    pass
+        if response.isclosed() and not response.will_close:
+            self._pool.give(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        """Drop the connection (an error, or a body we will not read)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+class Fetcher:
+    """Reads byte ranges of MAST products; the token is added per request, only for the MAST
+    server's own origin. Thread-safe; `close` drops the idle connections.
     """
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
         server: str,
         token: str | None,
         retry: RetryPolicy | None = None,
+        *,
+        timeout: float = READ_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        if "authorization" in client.headers:
-            raise ValueError("the HTTP client must not carry an Authorization header")
-        self._client = client
         self.server = server.rstrip("/")
-        self._origin = _origin(httpx.URL(self.server))
+        self._origin = _origin(self.server)
         self._token = token or None
         self.retry = retry or RetryPolicy()
-        tune_socket_reads()
+        self._pool = _Pool(connect_timeout, timeout)
+        self._counters_lock = threading.Lock()
         self.counters: dict[str, int] = {
             "attempts": 0,
             "retries": 0,
@@ -218,23 +394,27 @@ class Fetcher:
     def url_for(self, dataURI: str) -> str:
         return f"{self.server}{DOWNLOAD_PATH}?uri={urllib.parse.quote(dataURI, safe=':/')}"
 
+    def close(self) -> None:
+        self._pool.close()
+
     # -- public operations -------------------------------------------------------------------
 
     async def head(self, dataURI: str, *, retry: bool = True) -> RemoteInfo:
         """Size, ETag and Last-Modified of a product; `retry=False` makes one attempt only."""
+        what = f"HEAD {dataURI}"
 
-        async def attempt() -> RemoteInfo:
-            response = await self._send("HEAD", dataURI, {})
+        def attempt() -> RemoteInfo:
+            answer = self._open("HEAD", dataURI, {})
             try:
-                self._check_status(response, dataURI, "HEAD")
-                size = _content_length(response)
+                self._check_status(answer, dataURI, what)
+                size = _content_length(answer.headers)
                 if size is None:
                     raise BadResponse(f"{dataURI}: HEAD without Content-Length")
-                return _info(response, size)
+                return _info(answer.headers, size)
             finally:
-                await response.aclose()
+                answer.finish()
 
-        return await self._retrying(f"HEAD {dataURI}", attempt, retry=retry)
+        return await self._retrying(what, attempt, retry=retry)
 
     async def get_range(
         self, dataURI: str, start: int, end: int, *, expected: RemoteInfo | None = None
@@ -248,7 +428,7 @@ class Fetcher:
         pieces, info = await self.get_range_split(
             dataURI, start, end, end - start, expected=expected
         )
-        return pieces[0], info
+        return bytes(pieces[0]), info
 
     async def get_range_split(
         self,
@@ -258,11 +438,11 @@ class Fetcher:
         piece_size: int,
         *,
         expected: RemoteInfo | None = None,
-    ) -> tuple[list[bytes], RemoteInfo]:
-        """`get_range`, its body cut into pieces of `piece_size` bytes (the last may be short).
+    ) -> tuple[list[memoryview], RemoteInfo]:
+        """`get_range`, its body in pieces of `piece_size` bytes (the last may be short).
 
-        For the block cache: cutting while receiving copies each byte once, where joining the
-        body and slicing it into blocks would copy it twice.
+        For the block cache: the body is received once, into one buffer, and the pieces are
+        views of it (no copy). Nothing else holds or writes that buffer.
         """
         if not 0 <= start < end:
             raise ValueError(f"empty or negative range [{start}, {end})")
@@ -270,25 +450,38 @@ class Fetcher:
             raise ValueError(f"piece size {piece_size} must be positive")
         what = f"GET {dataURI} bytes {start}-{end - 1}"
 
-        async def attempt() -> tuple[list[bytes], RemoteInfo]:
-            headers = {"Range": f"bytes={start}-{end - 1}"}
-            response = await self._send("GET", dataURI, headers)
+        def attempt() -> tuple[list[memoryview], RemoteInfo]:
+            answer = self._open("GET", dataURI, {"Range": f"bytes={start}-{end - 1}"})
             try:
-                if response.status_code == 200:
-                    size = _content_length(response)
+                if answer.status == 200:
+                    size = _content_length(answer.headers)
                     if size is None:
                         raise BadResponse(f"{what}: 200 without Content-Length")
-                    raise RangeIgnored(f"{what}: server ignored Range", _info(response, size))
-                if response.status_code != 206:
-                    self._check_status(response, dataURI, what)
-                    raise BadResponse(f"{what}: unexpected status {response.status_code}")
-                info = self._check_content_range(response, what, start, end)
+                    raise RangeIgnored(f"{what}: server ignored Range", _info(answer.headers, size))
+                if answer.status != 206:
+                    self._check_status(answer, dataURI, what)
+                    raise BadResponse(f"{what}: unexpected status {answer.status}")
+                info = self._check_content_range(answer, what, start, end)
                 if expected is not None and not expected.same_content(info):
                     raise ContentChanged(f"{what}: content changed", info)
-                pieces = await self._read_body(response, end - start, piece_size, what)
-                return pieces, info
+                length = end - start
+                declared = _content_length(answer.headers)
+                if declared is not None and declared != length:
+                    raise BadResponse(f"{what}: Content-Length {declared}, expected {length}")
+                view = memoryview(bytearray(length))
+                received = answer.read_into(view)
+                self._count("bytes", received)
+                if received != length:
+                    # A connection that ends early is a transport failure, worth another try.
+                    raise _Retryable(f"{what}: body ended after {received} of {length} bytes")
+                if declared is None and not answer.at_end():
+                    raise BadResponse(f"{what}: body longer than {length} bytes")
+                return [view[i : i + piece_size] for i in range(0, length, piece_size)], info
+            except BaseException:
+                answer.close()
+                raise
             finally:
-                await response.aclose()
+                answer.finish()
 
         return await self._retrying(what, attempt)
 
@@ -310,63 +503,86 @@ class Fetcher:
 
         async def attempt() -> RemoteInfo:
             nonlocal delivered, first
-            response = await self._send("GET", dataURI, {})
+            answer = await _in_thread(self._open, "GET", dataURI, {})
             try:
-                if response.status_code != 200:
-                    self._check_status(response, dataURI, what)
-                    raise BadResponse(f"{what}: unexpected status {response.status_code}")
-                size = _content_length(response)
+                if answer.status != 200:
+                    self._check_status(answer, dataURI, what)
+                    raise BadResponse(f"{what}: unexpected status {answer.status}")
+                size = _content_length(answer.headers)
                 if size is None:
                     raise BadResponse(f"{what}: 200 without Content-Length")
-                info = _info(response, size)
+                info = _info(answer.headers, size)
                 if first is not None and not first.same_content(info):
                     raise ContentChanged(f"{what}: content changed", info)
                 first = info
                 position = 0
-                async for chunk in response.aiter_raw():
-                    if position + len(chunk) > size:
-                        raise BadResponse(f"{what}: body longer than Content-Length {size}")
+                buffer = memoryview(bytearray(WHOLE_CHUNK))
+                while position < size:
+                    want = min(WHOLE_CHUNK, size - position)
+                    n = await _in_thread(answer.read_into, buffer[:want])
+                    self._count("bytes", n)
                     skip = delivered - position
-                    if skip < len(chunk):
-                        piece = chunk[skip:] if skip > 0 else chunk
-                        self.counters["bytes"] += len(piece)
+                    if skip < n:
+                        piece = bytes(buffer[max(skip, 0) : n])
                         await sink(delivered, piece, info)
                         delivered += len(piece)
-                    position += len(chunk)
-                if position != size:
-                    raise _Retryable(f"{what}: body ended at {position} of {size} bytes")
+                    position += n
+                    if n < want:
+                        raise _Retryable(f"{what}: body ended at {position} of {size} bytes")
                 return info
+            except BaseException:
+                answer.close()
+                raise
             finally:
-                await response.aclose()
+                answer.finish()
 
-        return await self._retrying(what, attempt)
+        return await self._retrying(what, attempt, in_thread=False)
 
-    # -- plumbing ----------------------------------------------------------------------------
+    # -- plumbing (worker threads) -----------------------------------------------------------
 
-    async def _send(self, method: str, dataURI: str, headers: dict[str, str]) -> httpx.Response:
-        """One request, following redirects by hand; the response is open (streamed)."""
-        url = httpx.URL(self.url_for(dataURI))
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counters_lock:
+            self.counters[name] += n
+
+    def _open(self, method: str, dataURI: str, headers: dict[str, str]) -> _Answer:
+        """One request, following redirects by hand; the answer's body is still unread."""
+        url = self.url_for(dataURI)
         # Ranges count bytes of the stored file, not of a compressed transfer.
-        headers = {"Accept-Encoding": "identity", **headers}
+        headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **headers}
         for _ in range(MAX_REDIRECTS + 1):
+            origin = _origin(url)
             sent = dict(headers)
-            if self._token is not None and _origin(url) == self._origin:
+            if self._token is not None and origin == self._origin:
                 sent["Authorization"] = f"token {self._token}"
-            request = self._client.build_request(method, url, headers=sent)
-            self.counters["attempts"] += 1
-            response = await self._client.send(request, stream=True, follow_redirects=False)
-            location = response.headers.get("location")
-            if not (response.is_redirect and location):
-                return response
-            await response.aclose()
-            url = url.join(location)
-            self.counters["redirects"] += 1
-            log.debug("%s %s redirected to %s", method, dataURI, url.copy_with(query=None))
+            answer = self._request(origin, method, url, sent)
+            location = answer.headers.get("location")
+            if not (answer.status in _REDIRECT_STATUS and location):
+                return answer
+            answer.finish()
+            url = urllib.parse.urljoin(url, location)
+            self._count("redirects")
+            log.debug("%s %s redirected to %s", method, dataURI, url.partition("?")[0])
         raise BadResponse(f"{method} {dataURI}: more than {MAX_REDIRECTS} redirects")
 
-    def _check_status(self, response: httpx.Response, dataURI: str, what: str) -> None:
+    def _request(self, origin: Origin, method: str, url: str, headers: dict[str, str]) -> _Answer:
+        while True:
+            connection, reused = self._pool.take(origin)
+            self._count("attempts")
+            try:
+                response = connection.request(method, url, headers)
+            except _Retryable:
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if reused:
+                    # A kept-alive connection the server has closed since: not a failure.
+                    continue
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            return _Answer(self._pool, connection, response)
+
+    def _check_status(self, answer: _Answer, dataURI: str, what: str) -> None:
         """Raise the domain error for a failed status; return for 2xx."""
-        status = response.status_code
+        status = answer.status
         if 200 <= status < 300:
             return
         if status in (401, 403):
@@ -375,23 +591,21 @@ class Fetcher:
         if status in (404, 410):
             raise NotFound(f"{what}: {status}")
         if status == 416:
-            match = _UNSATISFIED_RANGE.match(response.headers.get("content-range", ""))
+            match = _UNSATISFIED_RANGE.match(answer.headers.get("content-range", ""))
             size = int(match.group(1)) if match else None
             raise RangeNotSatisfiable(f"{what}: 416 (file size {size})", size)
         if status in _RETRY_STATUS or status >= 500:
-            raise _Retryable(f"{what}: {status}", _retry_after(response.headers.get("retry-after")))
+            raise _Retryable(f"{what}: {status}", _retry_after(answer.headers.get("retry-after")))
         raise FetchError(f"{what}: unexpected status {status}")
 
     @staticmethod
-    def _check_content_range(
-        response: httpx.Response, what: str, start: int, end: int
-    ) -> RemoteInfo:
-        header = response.headers.get("content-range", "")
+    def _check_content_range(answer: _Answer, what: str, start: int, end: int) -> RemoteInfo:
+        header = answer.headers.get("content-range", "")
         match = _CONTENT_RANGE.match(header)
         if match is None or match.group(3) == "*":
             raise BadResponse(f"{what}: bad Content-Range {header!r}")
         got_start, got_last, total = int(match.group(1)), int(match.group(2)), int(match.group(3))
-        info = _info(response, total)
+        info = _info(answer.headers, total)
         if got_start == start and got_last == end - 1 and end <= total:
             return info
         if got_start == start and got_last == total - 1 and total < end:
@@ -400,64 +614,42 @@ class Fetcher:
             raise ContentChanged(f"{what}: file is now {total} bytes", info)
         raise BadResponse(f"{what}: Content-Range {header!r} does not match the request")
 
-    async def _read_body(
-        self, response: httpx.Response, length: int, piece_size: int, what: str
-    ) -> list[bytes]:
-        declared = _content_length(response)
-        if declared is not None and declared != length:
-            raise BadResponse(f"{what}: Content-Length {declared}, expected {length}")
-        pieces: list[bytes] = []
-        current: list[bytes | memoryview] = []
-        filled = 0
-        received = 0
-        async for chunk in response.aiter_raw():
-            received += len(chunk)
-            if received > length:
-                raise BadResponse(f"{what}: body longer than {length} bytes")
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), piece_size - filled)
-                current.append(view[:take] if take < len(view) else view)
-                view = view[take:]
-                filled += take
-                if filled == piece_size:
-                    pieces.append(b"".join(current))
-                    current, filled = [], 0
-        self.counters["bytes"] += received
-        if received != length:
-            # A connection that ends early is a transport failure, worth another attempt.
-            raise _Retryable(f"{what}: body ended after {received} of {length} bytes")
-        if current:
-            pieces.append(b"".join(current))
-        return pieces
+    # -- retries (trio) ------------------------------------------------------------------------
 
     async def _retrying(
-        self, what: str, attempt: Callable[[], Awaitable[T]], *, retry: bool = True
-    ) -> T:
+        self,
+        what: str,
+        attempt: Callable[[], Any],
+        *,
+        retry: bool = True,
+        in_thread: bool = True,
+    ) -> Any:
+        """Run `attempt` (in a worker thread, or awaited with `in_thread=False`) until it
+        succeeds, fails for good, or the policy runs out."""
         policy = self.retry
         deadline = trio.current_time() + policy.deadline
         tries = 0
         while True:
             tries += 1
-            retry_after: float | None = None
             try:
+                if in_thread:
+                    return await _in_thread(attempt)
                 return await attempt()
             except _Retryable as exc:
-                cause: Exception = exc
-                retry_after = exc.retry_after
-            except httpx.UnsupportedProtocol as exc:
-                raise FetchError(f"{what}: {exc}") from exc
-            except httpx.TransportError as exc:
-                # Resets, refused connections, timeouts and truncated bodies.
                 cause = exc
             limit = policy.attempts
-            if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):
+            if isinstance(cause, _ConnectFailed):
                 limit = min(limit, policy.connect_attempts)
+            retry_after = cause.retry_after
             delay = retry_after if retry_after is not None else policy.backoff(tries - 1)
             if not retry or tries >= limit or trio.current_time() + delay > deadline:
-                raise TransientError(
-                    f"{what}: {type(cause).__name__}: {cause} (gave up after {tries} attempts)"
-                ) from cause
-            self.counters["retries"] += 1
+                raise TransientError(f"{what}: {cause} (gave up after {tries} attempts)") from cause
+            self._count("retries")
             log.debug("%s: %s; retry %d in %.2fs", what, cause, tries, delay)
             await trio.sleep(delay)
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    # Abandoned on cancellation: the thread ends by itself (its socket has a timeout) and its
+    # result, a private buffer, is dropped; an unmount never waits for a stalled server.
+    return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)

@@ -21,7 +21,7 @@ import trio
 from pyfuse3 import FileHandleT, FUSEError, InodeT
 
 from mastfs import fetch
-from mastfs.cache import BlockCache
+from mastfs.cache import Block, BlockCache
 from mastfs.model import Product
 from mastfs.selection import Selection, SelectionError, format_summary, product_level
 from mastfs.state import MountState, Snapshot
@@ -105,6 +105,7 @@ class MastOperations(pyfuse3.Operations):
         self._gid = os.getgid()
         # Entries of earlier snapshots stay answerable while the kernel may still hold them.
         self._retired: dict[int, Entry] = {}
+        self._can_store = True
 
     # -- attributes -------------------------------------------------------------------------
 
@@ -314,6 +315,24 @@ class MastOperations(pyfuse3.Operations):
         if inode is not None and self._spawn is not None:
             log.info("%s changed in the archive: dropping cached pages", dataURI)
             self._spawn(functools.partial(_invalidate_inode, inode))
+
+    def store_prefetched(self, dataURI: str, offset: int, data: Block) -> None:
+        """Put readahead bytes into the kernel's page cache of the product's file (a worker
+        thread calls this; `notify_store` is thread-safe and copies without the GIL)."""
+        if not self._can_store:
+            return
+        inode = self.state.snapshot.tree.inode_of(dataURI)
+        if inode is None:
+            return
+        try:
+            pyfuse3.notify_store(cast(InodeT, inode), offset, data)
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                self._can_store = False
+                log.debug("the kernel cannot take readahead (notify_store): %s", exc)
+            else:
+                # ENOENT: the kernel has forgotten the inode; the bytes stay in our cache.
+                log.debug("notify_store %s at %d: %s", dataURI, offset, exc)
 
     @fuse_errors
     async def removexattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> None:

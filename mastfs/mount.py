@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import httpx
 import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs.cache import BlockCache
+from mastfs.cache import Block, BlockCache
 from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
 from mastfs.fs import MastOperations
 from mastfs.model import Product, User
@@ -155,8 +154,11 @@ async def probe_readable(fetcher: Fetcher, products: Sequence[Product]) -> set[s
 async def probe_readable_at(
     server: str, token: str | None, products: Sequence[Product]
 ) -> set[str]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False) as client:
-        return await probe_readable(Fetcher(client, server, token), products)
+    fetcher = Fetcher(server, token, timeout=30.0)
+    try:
+        return await probe_readable(fetcher, products)
+    finally:
+        fetcher.close()
 
 
 async def serve(opts: MountOptions, reporter: Reporter) -> None:
@@ -181,15 +183,8 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         for note in result.notes:
             reporter.warning(note)
 
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=10.0),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-                follow_redirects=False,
-            )
-        )
-        retry = RetryPolicy(deadline=opts.timeout)
-        fetcher = Fetcher(client, opts.server, opts.token, retry)
+        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=opts.timeout))
+        stack.callback(fetcher.close)
         readable: set[str] = set()
         if not result.from_cache:
             readable = await probe_readable(fetcher, result.products)
@@ -215,6 +210,10 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             for ops_ in operations:
                 ops_.content_changed(uri)
 
+        def prefetched(uri: str, offset: int, data: Block) -> None:
+            for ops_ in operations:
+                ops_.store_prefetched(uri, offset, data)
+
         cache = await stack.enter_async_context(
             BlockCache.open_cache(
                 fetcher,
@@ -222,6 +221,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 size_limit=opts.cache_size,
                 nursery=nursery,
                 on_change=content_changed,
+                on_prefetched=prefetched,
             )
         )
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
-import httpx
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -36,16 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 async def cache_on(
     directory: Path,
     url: str,
-    client: httpx.AsyncClient,
     token: str | None = None,
     retry: RetryPolicy = FAST_RETRY,
     **options: Any,
 ) -> AsyncIterator[BlockCache]:
     options.setdefault("size_limit", 1 << 30)
-    fetcher = Fetcher(client, url, token, retry)
-    async with BlockCache.open_cache(fetcher, directory, **options) as cache:
-        yield cache
-        await cache.wait_idle()
+    fetcher = Fetcher(url, token, retry)
+    try:
+        async with BlockCache.open_cache(fetcher, directory, **options) as cache:
+            yield cache
+            await cache.wait_idle()
+    finally:
+        fetcher.close()
 
 
 def disk_blocks(directory: Path, uri: str) -> list[tuple[str, int]]:
@@ -67,11 +68,9 @@ async def read_all(cache: BlockCache, uri: str, size: int, step: int = 128 * KiB
 # -- correct bytes -------------------------------------------------------------------------------
 
 
-async def test_reads_are_byte_equal_to_the_simulator(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_reads_are_byte_equal_to_the_simulator(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=3 * MiB, max_size=40 * MiB, unaligned=True)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         cases = [(0, 1), (0, 128 * KiB), (MiB - 10, 20), (f.size - 5, 100), (2 * MiB + 3, 2 * MiB)]
         for offset, length in cases:
             assert await cache.read(f.uri, f.size, offset, length) == sim.expected(
@@ -99,44 +98,40 @@ async def test_random_reads_equal_the_simulator(sim: Sim, tmp_path: Path, data: 
     _counter += 1
     directory = Path(tempfile.mkdtemp(dir=tmp_path, prefix=f"h{_counter}-"))
     results: dict[int, bytes] = {}
-    async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
-        async with cache_on(directory, sim.url, client, memory_limit=8 * MiB) as cache:
+    async with cache_on(directory, sim.url, memory_limit=8 * MiB) as cache:
 
-            async def one(i: int, offset: int, length: int) -> None:
-                results[i] = await cache.read(f.uri, f.size, offset, length)
+        async def one(i: int, offset: int, length: int) -> None:
+            results[i] = await cache.read(f.uri, f.size, offset, length)
 
-            # Concurrently: overlapping reads share flights, and must still get their bytes.
-            async with trio.open_nursery() as nursery:
-                for i, (offset, length) in enumerate(reads):
-                    nursery.start_soon(one, i, offset, length)
+        # Concurrently: overlapping reads share flights, and must still get their bytes.
+        async with trio.open_nursery() as nursery:
             for i, (offset, length) in enumerate(reads):
-                assert results[i] == sim.expected(f.uri, offset, length), (offset, length)
-            # And again, now partly from memory and disk.
-            for offset, length in reads:
-                got = await cache.read(f.uri, f.size, offset, length)
-                assert got == sim.expected(f.uri, offset, length)
+                nursery.start_soon(one, i, offset, length)
+        for i, (offset, length) in enumerate(reads):
+            assert results[i] == sim.expected(f.uri, offset, length), (offset, length)
+        # And again, now partly from memory and disk.
+        for offset, length in reads:
+            got = await cache.read(f.uri, f.size, offset, length)
+            assert got == sim.expected(f.uri, offset, length)
 
 
-async def test_another_process_shares_the_cache_directory(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_another_process_shares_the_cache_directory(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=2 * MiB, max_size=8 * MiB, unaligned=True)
     script = f"""
-import httpx, trio
+import trio
 from pathlib import Path
 from mastfs.cache import BlockCache
 from mastfs.fetch import Fetcher
 
 async def main():
-    async with httpx.AsyncClient(trust_env=False) as client:
-        fetcher = Fetcher(client, {sim.url!r}, None)
-        async with BlockCache.open_cache(fetcher, Path({str(tmp_path)!r}), 1 << 30) as cache:
-            assert len(await cache.read({f.uri!r}, {f.size}, 0, {f.size})) == {f.size}
+    fetcher = Fetcher({sim.url!r}, None)
+    async with BlockCache.open_cache(fetcher, Path({str(tmp_path)!r}), 1 << 30) as cache:
+        assert len(await cache.read({f.uri!r}, {f.size}, 0, {f.size})) == {f.size}
 
 trio.run(main)
 """
     # This mount's cache is open while another process fills the shared directory.
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         await trio.run_process([sys.executable, "-c", script], cwd=ROOT)
         assert sim.gets(f.uri) >= 1
         sim.reset_stats()
@@ -147,14 +142,12 @@ trio.run(main)
 # -- how much moves ------------------------------------------------------------------------------
 
 
-async def test_concurrent_readers_of_one_block_make_one_request(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_concurrent_readers_of_one_block_make_one_request(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=3 * MiB, max_size=40 * MiB)
     # Latency keeps the first request in flight while the others arrive.
     sim.faults(latency_ms=200, scope=f.uri)
     results: dict[int, bytes] = {}
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
 
         async def one(k: int) -> None:
             results[k] = await cache.read(f.uri, f.size, MiB + k * 100_000, 50_000)
@@ -168,11 +161,9 @@ async def test_concurrent_readers_of_one_block_make_one_request(
     assert sim.sent(f.uri) == MiB
 
 
-async def test_many_small_reads_of_one_block_make_one_request(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_many_small_reads_of_one_block_make_one_request(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=4 * MiB, max_size=40 * MiB)
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         for offset in range(2 * MiB, 3 * MiB, 2880):
             length = min(2880, 3 * MiB - offset)
             assert await cache.read(f.uri, f.size, offset, length) == sim.expected(
@@ -182,18 +173,16 @@ async def test_many_small_reads_of_one_block_make_one_request(
     assert sim.gets(f.uri) == 1
 
 
-async def test_a_second_read_and_a_remount_fetch_nothing(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_a_second_read_and_a_remount_fetch_nothing(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=2 * MiB, max_size=8 * MiB, unaligned=True)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         assert await read_all(cache, f.uri, f.size) == bytes(f.read(0, f.size))
         await cache.wait_idle()
         sim.reset_stats()
         assert await read_all(cache, f.uri, f.size) == bytes(f.read(0, f.size))
         assert sim.file_stats(f.uri)["requests"] == 0
     # A new cache on the same directory, as after a remount: one HEAD to revalidate, no GET.
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         await cache.open(f.uri, f.size)
         assert await read_all(cache, f.uri, f.size, step=MiB) == bytes(f.read(0, f.size))
         assert cache.stats()["disk_hits"] == -(-f.size // MiB)
@@ -201,11 +190,9 @@ async def test_a_second_read_and_a_remount_fetch_nothing(
     assert sim.heads(f.uri) == 1
 
 
-async def test_a_cold_random_read_fetches_one_block(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_a_cold_random_read_fetches_one_block(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=16 * MiB, max_size=400 * MiB)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         offset = 5 * MiB + 12345
         assert await cache.read(f.uri, f.size, offset, 64 * KiB) == sim.expected(
             f.uri, offset, 64 * KiB
@@ -215,14 +202,12 @@ async def test_a_cold_random_read_fetches_one_block(
     assert sim.sent(f.uri) == MiB
 
 
-async def test_the_start_of_a_4_gib_product_moves_little(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_the_start_of_a_4_gib_product_moves_little(sim: Sim, tmp_path: Path) -> None:
     from mastfs.sim.catalog import BIG_4G_URI
 
     f = sim.file(BIG_4G_URI)
     assert f.size >= 4 << 30
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         # What `fits.getheader` makes the kernel do: a 128 KiB read, then header-sized ones.
         assert await cache.read(f.uri, f.size, 0, 64 * KiB) == sim.expected(f.uri, 0, 64 * KiB)
         for offset in range(0, 64 * KiB, 2880):
@@ -234,10 +219,10 @@ async def test_the_start_of_a_4_gib_product_moves_little(
 
 
 async def test_sequential_reads_trigger_readahead_in_large_requests(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick(min_size=40 * MiB, max_size=800 * MiB)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         # The kernel's 128 KiB reads of the first 6 MiB.
         data = b"".join(
             [
@@ -260,12 +245,10 @@ async def test_sequential_reads_trigger_readahead_in_large_requests(
 # -- servers that ignore Range -------------------------------------------------------------------
 
 
-async def test_a_server_ignoring_range_sends_the_file_about_once(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_a_server_ignoring_range_sends_the_file_about_once(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=24 * MiB, max_size=100 * MiB, unaligned=True)
     sim.faults(ignore_range=True, scope=f.uri)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         for offset in (5 * MiB + 7, 0, f.size - 100, 3 * MiB):
             assert await cache.read(f.uri, f.size, offset, 200_000) == sim.expected(
                 f.uri, offset, 200_000
@@ -294,11 +277,11 @@ async def test_a_server_ignoring_range_sends_the_file_about_once(
     ids=["503s", "500s", "resets"],
 )
 async def test_transient_faults_are_retried(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path, knobs: dict[str, Any]
+    sim: Sim, tmp_path: Path, knobs: dict[str, Any]
 ) -> None:
     f = sim.pick(min_size=6 * MiB, max_size=60 * MiB)
     sim.faults(scope=f.uri, **knobs)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         for offset in (0, 3 * MiB + 5, 128 * KiB, f.size - 2 * MiB):
             assert await cache.read(f.uri, f.size, offset, 256 * KiB) == sim.expected(
                 f.uri, offset, 256 * KiB
@@ -306,12 +289,10 @@ async def test_transient_faults_are_retried(
         assert cache.stats()["http_retries"] >= 1
 
 
-async def test_failed_readahead_never_fails_a_read(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_failed_readahead_never_fails_a_read(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=6 * MiB, max_size=60 * MiB)
     once = RetryPolicy(attempts=1)
-    async with cache_on(tmp_path, sim.url, client, retry=once) as cache:
+    async with cache_on(tmp_path, sim.url, retry=once) as cache:
         assert await cache.read(f.uri, f.size, 0, 128 * KiB) == sim.expected(f.uri, 0, 128 * KiB)
         # Block 0 is in memory; the next reads make the stream sequential and start readahead
         # of block 1, whose request the archive will refuse (slowly, so it is still in flight
@@ -328,12 +309,10 @@ async def test_failed_readahead_never_fails_a_read(
     assert sim.file_stats(f.uri)["status"].get("5xx") == 1
 
 
-async def test_a_cancelled_read_does_not_strand_other_readers(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_a_cancelled_read_does_not_strand_other_readers(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=6 * MiB, max_size=60 * MiB)
     sim.faults(latency_ms=300, scope=f.uri)
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         with trio.move_on_after(0.05) as scope:
             await cache.read(f.uri, f.size, 2 * MiB, 1000)
         assert scope.cancelled_caught
@@ -341,12 +320,12 @@ async def test_a_cancelled_read_does_not_strand_other_readers(
 
 
 async def test_persistent_errors_become_transient_error_and_cache_nothing(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick(min_size=2 * MiB, max_size=60 * MiB)
     sim.faults(error_rate=1.0, scope=f.uri)
     policy = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01, deadline=10)
-    async with cache_on(tmp_path, sim.url, client, retry=policy) as cache:
+    async with cache_on(tmp_path, sim.url, retry=policy) as cache:
         with pytest.raises(TransientError):
             await cache.read(f.uri, f.size, 0, 4096)
     assert sim.gets(f.uri) == 3
@@ -355,10 +334,10 @@ async def test_persistent_errors_become_transient_error_and_cache_nothing(
 
 @pytest.mark.parametrize(("token", "status"), [(None, 401), (UNAUTHORIZED_TOKEN, 403)])
 async def test_not_authorized_reads_fail_and_cache_nothing(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path, token: str | None, status: int
+    sim: Sim, tmp_path: Path, token: str | None, status: int
 ) -> None:
     f = sim.pick("EXCLUSIVE_ACCESS", "6543", min_size=10_000)
-    async with cache_on(tmp_path, sim.url, client, token) as cache:
+    async with cache_on(tmp_path, sim.url, token) as cache:
         with pytest.raises(NotAuthorized) as caught:
             await cache.read(f.uri, f.size, 0, 4096)
         assert caught.value.status == status
@@ -366,31 +345,29 @@ async def test_not_authorized_reads_fail_and_cache_nothing(
 
 
 async def test_cached_exclusive_blocks_are_not_served_to_another_user(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick("EXCLUSIVE_ACCESS", "6543", min_size=10_000)
-    async with cache_on(tmp_path, sim.url, client, AUTHORIZED_TOKEN) as cache:
+    async with cache_on(tmp_path, sim.url, AUTHORIZED_TOKEN) as cache:
         assert await cache.read(f.uri, f.size, 0, 4096) == sim.expected(f.uri, 0, 4096)
     assert disk_blocks(tmp_path, f.uri)
     # Same cache directory, anonymous mount: the revalidating HEAD is refused.
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         with pytest.raises(NotAuthorized):
             await cache.open(f.uri, f.size)
         with pytest.raises(NotAuthorized):
             await cache.read(f.uri, f.size, 0, 4096)
 
 
-async def test_an_offline_remount_serves_cached_blocks(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_an_offline_remount_serves_cached_blocks(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=4 * MiB, max_size=60 * MiB)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         assert await cache.read(f.uri, f.size, 0, 100_000) == sim.expected(f.uri, 0, 100_000)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     quick = RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01, deadline=5)
-    async with cache_on(tmp_path, dead, client, retry=quick) as cache:
+    async with cache_on(tmp_path, dead, retry=quick) as cache:
         await cache.open(f.uri, f.size)
         assert await cache.read(f.uri, f.size, 500, 4096) == sim.expected(f.uri, 500, 4096)
         with pytest.raises(TransientError):
@@ -410,11 +387,11 @@ def changing_file(sim: Sim) -> Iterator[Any]:
 
 
 async def test_a_change_seen_on_a_fetch_drops_the_stale_blocks(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path, changing_file: Any
+    sim: Sim, tmp_path: Path, changing_file: Any
 ) -> None:
     f = changing_file
     changes: list[str] = []
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0, on_change=changes.append) as c:
+    async with cache_on(tmp_path, sim.url, readahead_max=0, on_change=changes.append) as c:
         old = await c.read(f.uri, f.size, 0, 1000)
         assert old == bytes(f.read(0, 1000))
         sim.change(f.uri)
@@ -432,15 +409,15 @@ async def test_a_change_seen_on_a_fetch_drops_the_stale_blocks(
 
 
 async def test_a_change_is_found_by_revalidation_on_open(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path, changing_file: Any
+    sim: Sim, tmp_path: Path, changing_file: Any
 ) -> None:
     f = changing_file
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         assert await cache.read(f.uri, f.size, 0, MiB) == bytes(f.read(0, MiB))
     sim.change(f.uri)
     new = sim.file(f.uri)
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         await cache.open(f.uri, f.size)
         assert disk_blocks(tmp_path, f.uri) == []
         assert await cache.read(f.uri, f.size, 0, MiB) == bytes(new.read(0, MiB))
@@ -450,13 +427,11 @@ async def test_a_change_is_found_by_revalidation_on_open(
 # -- the disk -----------------------------------------------------------------------------------
 
 
-async def test_eviction_keeps_the_directory_under_its_size_limit(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_eviction_keeps_the_directory_under_its_size_limit(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=100 * MiB, max_size=800 * MiB)
     # diskcache culls ten entries whenever a write finds the volume over the limit.
     limit = 24 * MiB
-    async with cache_on(tmp_path, sim.url, client, size_limit=limit) as cache:
+    async with cache_on(tmp_path, sim.url, size_limit=limit) as cache:
         for offset in range(0, 48 * MiB, MiB):
             assert await cache.read(f.uri, f.size, offset, MiB) == sim.expected(f.uri, offset, MiB)
         await cache.wait_idle()
@@ -468,7 +443,6 @@ async def test_eviction_keeps_the_directory_under_its_size_limit(
 
 async def test_a_full_disk_does_not_fail_reads(
     sim: Sim,
-    client: httpx.AsyncClient,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -479,7 +453,7 @@ async def test_a_full_disk_does_not_fail_reads(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     caplog.set_level(logging.WARNING, logger="mastfs.cache")
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         monkeypatch.setattr(cache._disk, "set", full)
         for offset in (0, MiB, 2 * MiB):
             assert await cache.read(f.uri, f.size, offset, 4096) == sim.expected(

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
-import httpx
 import pytest
 
 from mastfs.cache import BlockCache, _block_key, _meta_key, _tag, identity_of
@@ -26,13 +25,16 @@ from tests.fetch_support import FAST_RETRY, MiB, Sim
 
 
 @asynccontextmanager
-async def cache_on(
-    directory: Path, url: str, client: httpx.AsyncClient, **options: Any
-) -> AsyncIterator[BlockCache]:
-    fetcher = Fetcher(client, url, None, FAST_RETRY)
-    async with BlockCache.open_cache(fetcher, directory, size_limit=1 << 30, **options) as cache:
-        yield cache
-        await cache.wait_idle()
+async def cache_on(directory: Path, url: str, **options: Any) -> AsyncIterator[BlockCache]:
+    fetcher = Fetcher(url, None, FAST_RETRY)
+    try:
+        async with BlockCache.open_cache(
+            fetcher, directory, size_limit=1 << 30, **options
+        ) as cache:
+            yield cache
+            await cache.wait_idle()
+    finally:
+        fetcher.close()
 
 
 def run_files(directory: Path) -> list[Path]:
@@ -47,10 +49,10 @@ async def read_range(cache: BlockCache, f: Any, start: int, end: int, step: int 
 
 
 async def test_runs_share_a_file_and_read_back_exactly_after_a_remount(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick(min_size=20 * MiB, max_size=60 * MiB, unaligned=True)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         assert await read_range(cache, f, 0, f.size) == sim.expected(f.uri, 0, f.size)
     blocks = -(-f.size // MiB)
     files = run_files(tmp_path)
@@ -58,7 +60,7 @@ async def test_runs_share_a_file_and_read_back_exactly_after_a_remount(
     assert 0 < len(files) < blocks
     assert sum(p.stat().st_size for p in files) == f.size
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         # Backwards, so every read is a lookup of its own; the tail block is unaligned.
         for offset in reversed(range(0, f.size, MiB)):
             assert await cache.read(f.uri, f.size, offset, MiB) == sim.expected(f.uri, offset, MiB)
@@ -66,11 +68,9 @@ async def test_runs_share_a_file_and_read_back_exactly_after_a_remount(
     assert sim.gets(f.uri) == 0
 
 
-async def test_a_lost_row_makes_its_run_a_miss_never_wrong_bytes(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
-) -> None:
+async def test_a_lost_row_makes_its_run_a_miss_never_wrong_bytes(sim: Sim, tmp_path: Path) -> None:
     f = sim.pick(min_size=20 * MiB, max_size=60 * MiB)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         await read_range(cache, f, 0, 16 * MiB)
         await cache.wait_idle()
         identity = identity_of(cache._meta[f.uri])
@@ -84,7 +84,7 @@ async def test_a_lost_row_makes_its_run_a_miss_never_wrong_bytes(
         # Eviction removes rows one by one; the first removal deletes the whole run file.
         assert cache._disk.delete(_block_key(f.uri, identity, 9))
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         for index in range(16):
             got = await cache.read(f.uri, f.size, index * MiB, MiB)
             assert got == sim.expected(f.uri, index * MiB, MiB)
@@ -93,24 +93,24 @@ async def test_a_lost_row_makes_its_run_a_miss_never_wrong_bytes(
 
 
 async def test_without_o_direct_the_cache_works_the_same(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As on tmpfs, or a platform without the flag: plain buffered files.
     monkeypatch.delattr(os, "O_DIRECT")
     f = sim.pick(min_size=10 * MiB, max_size=40 * MiB, unaligned=True)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         assert await read_range(cache, f, 0, f.size) == sim.expected(f.uri, 0, f.size)
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         assert await read_range(cache, f, 0, f.size) == sim.expected(f.uri, 0, f.size)
     assert sim.gets(f.uri) == 0
 
 
 async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick(min_size=4 * MiB, max_size=40 * MiB)
-    info = await Fetcher(client, sim.url, None, FAST_RETRY).head(f.uri)
+    info = await Fetcher(sim.url, None, FAST_RETRY).head(f.uri)
     identity = identity_of(info)
     # What an earlier version left: one diskcache value file per block, and the product record.
     with diskcache.Cache(str(tmp_path)) as disk:
@@ -124,7 +124,7 @@ async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
                 tag=_tag(f.uri, identity),
             )
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client, readahead_max=0) as cache:
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         assert await cache.read(f.uri, f.size, MiB - 100, 200) == sim.expected(
             f.uri, MiB - 100, 200
         )
@@ -132,16 +132,16 @@ async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
 
 
 async def test_small_random_reads_after_a_remount_read_only_their_bytes(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick(min_size=10 * MiB, max_size=40 * MiB, unaligned=True)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         await read_range(cache, f, 0, f.size)
     tail, rest = f.size - f.size % MiB, f.size % MiB
     # Unaligned offsets, one across a page boundary, one ending at the (unaligned) end of file.
     cases = [(3 * MiB + 5000, 65536), (6 * MiB + 12288 - 100, 8000), (tail + rest // 2, rest)]
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         for offset, length in cases:
             got = await cache.read(f.uri, f.size, offset, length)
             assert got == sim.expected(f.uri, offset, min(length, f.size - offset))
@@ -157,13 +157,13 @@ async def test_small_random_reads_after_a_remount_read_only_their_bytes(
 
 
 async def test_a_small_random_read_of_an_uncached_block_fetches_it_once(
-    sim: Sim, client: httpx.AsyncClient, tmp_path: Path
+    sim: Sim, tmp_path: Path
 ) -> None:
     f = sim.pick(min_size=10 * MiB, max_size=40 * MiB)
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         await cache.read(f.uri, f.size, 0, 4096)
     sim.reset_stats()
-    async with cache_on(tmp_path, sim.url, client) as cache:
+    async with cache_on(tmp_path, sim.url) as cache:
         offset = 6 * MiB + 123
         assert await cache.read(f.uri, f.size, offset, 65536) == sim.expected(f.uri, offset, 65536)
         # The block is now in memory: the next small read there needs neither disk nor network.
