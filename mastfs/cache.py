@@ -574,6 +574,11 @@ class BlockCache:
         self._flights: dict[tuple[str, int], _Flight] = {}
         self._meta: dict[str, RemoteInfo] = {}
         self._meta_checked: set[str] = set()
+        # Products without a record on disk when this process first looked, and the blocks it
+        # has stored of them since: other blocks of theirs cannot be on disk (save for another
+        # process filling the same directory meanwhile, which costs a refetch, nothing worse),
+        # so readahead does not ask the disk for them.
+        self._new_here: dict[str, set[int]] = {}
         self._validated: set[str] = set()
         self._validate_failed: dict[str, float] = {}
         self._validate_locks: dict[str, trio.Lock] = {}
@@ -621,6 +626,7 @@ class BlockCache:
                 "stalls",
                 "stall_us",
                 "disk_partial_reads",
+                "handed_bytes",
             ),
             0,
         )
@@ -703,7 +709,7 @@ class BlockCache:
         `requests`: HTTP requests the cache made (range GETs, whole-file GETs, HEADs), not
         counting retries (`http_retries`); `bytes_fetched`: body bytes received; `stalls`:
         reads not served from the memory tier alone, which waited `stall_us` microseconds in all
-        (readahead that keeps up leaves few).
+        (readahead that keeps up leaves few); `handed_bytes`: readahead given to `on_prefetched`.
         """
         out = dict(self._counters)
         out["memory_bytes"] = self._memory.size
@@ -914,6 +920,9 @@ class BlockCache:
         disk: bool = True,
     ) -> None:
         """Resolve our own flights from disk (unless `disk` is False) or the network."""
+        written = self._new_here.get(uri)
+        if written is not None and not any(index in written for index, _ in owned):
+            disk = False
         if info is not None and disk:
             identity = identity_of(info)
             keys = [_block_key(uri, identity, index) for index, _ in owned]
@@ -1010,6 +1019,9 @@ class BlockCache:
         is the backpressure that keeps unwritten blocks from piling up in memory.
         """
         nbytes = sum(len(data) for _, data in blocks)
+        written = self._new_here.get(uri)
+        if written is not None:
+            written.update(index for index, _ in blocks)
         if self._tasks is None or self._writes_pending + nbytes > self._write_budget:
             await self._disk_write(self._disk_put_many, uri, identity, blocks)
             return
@@ -1102,8 +1114,12 @@ class BlockCache:
         if info is not None or uri in self._meta_checked:
             return info
         raw = await self._disk_read(self._disk_get_meta, uri)
+        if uri in self._meta_checked:
+            return self._meta.get(uri)  # another task looked meanwhile
         self._meta_checked.add(uri)
-        if raw is not None and uri not in self._meta:
+        if raw is None:
+            self._new_here[uri] = set()
+        elif uri not in self._meta:
             self._meta[uri] = raw
         return self._meta.get(uri)
 
@@ -1261,6 +1277,7 @@ class BlockCache:
             if index in got and got[index][0] == identity and (index + 1) * bs > passed
         ]
         if blocks:
+            self._counters["handed_bytes"] += sum(len(data) for _, data in blocks)
             # Own threads: `notify_store` waits for page locks the kernel holds while one of
             # our FUSE reads is pending; the default thread pool, which those reads may need
             # (disk), must never be exhausted by threads waiting on them.

@@ -398,7 +398,7 @@ def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
     )
     # astropy and astroquery install their own Logger class on import: their loggers are
     # quietened in archive.py once imported, never created here first.
-    for noisy in ("httpx", "httpcore", "urllib3", "hpack"):
+    for noisy in ("urllib3",):
         logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
 
 

@@ -59,6 +59,13 @@ READ_TIMEOUT = 60.0
 MAX_IDLE_CONNECTIONS = 32
 # Bytes per read of a whole-file stream (servers that ignore Range).
 WHOLE_CHUNK = 1 << 20
+# What sending on a kept-alive connection the server has since closed raises.
+_CLOSED_BY_SERVER = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+)
 # Error bodies up to this size are read, so their connection can be used again.
 _SMALL_BODY = 64 << 10
 USER_AGENT = "mastfs (python http.client)"
@@ -574,8 +581,9 @@ class Fetcher:
                 raise
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
-                if reused:
-                    # A kept-alive connection the server has closed since: not a failure.
+                if reused and isinstance(exc, _CLOSED_BY_SERVER):
+                    # A kept-alive connection the server has closed since: not a failure. (A
+                    # timeout is one: it must not cost a second, uncounted attempt.)
                     continue
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
             return _Answer(self._pool, connection, response)

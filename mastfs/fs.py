@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import itertools
+import json
 import logging
 import os
 import stat
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 XATTR_SELECTION = b"user.mastfs.selection"
 XATTR_SUMMARY = b"user.mastfs.summary"
+# The block cache's counters (JSON), for whoever wonders where the bytes came from.
+XATTR_CACHE = b"user.mastfs.cache"
 XATTR_PREFIX = "user.mast."
 # Product metadata never changes under a name; directory listings change only on re-selection,
 # which invalidates the kernel's entries explicitly.
@@ -256,6 +259,7 @@ class MastOperations(pyfuse3.Operations):
             return {
                 XATTR_SELECTION.decode(): snap.selection.to_json(),
                 XATTR_SUMMARY.decode(): format_summary(snap.summary, self.state.user),
+                XATTR_CACHE.decode(): json.dumps(self.cache.stats(), sort_keys=True),
             }
         if entry.product is None:
             return {}
@@ -325,7 +329,9 @@ class MastOperations(pyfuse3.Operations):
         if inode is None:
             return
         try:
-            pyfuse3.notify_store(cast(InodeT, inode), offset, data)
+            # The stub says bytes; pyfuse3 takes any contiguous buffer (PyObject_GetBuffer), so
+            # a view of the range response goes to the kernel without a copy of its own.
+            pyfuse3.notify_store(cast(InodeT, inode), offset, data)  # type: ignore[arg-type]
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 self._can_store = False

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 
@@ -76,11 +75,3 @@ def sim(sim_server: Any) -> Iterator[Any]:
         yield control
     finally:
         control.close()
-
-
-@pytest.fixture()
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
-    ) as c:
-        yield c

@@ -3,14 +3,22 @@
 Tests see the simulator as a client would: request and byte counts come from `/__sim/stats`,
 faults and content changes go through `/__sim/faults` and `/__sim/change`. Only the expected
 bytes (`SimFile.read`) come from the simulator's own objects.
+
+`canned` is a real loopback HTTP server for the malformed answers the simulator never gives
+(a shifted `Content-Range`, a body shorter or longer than its headers say, `Retry-After`): it
+writes each status line, header and body byte itself, so it can break the protocol on purpose.
 """
 
 from __future__ import annotations
 
+import http
 import http.server
+import socket
+import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -135,5 +143,137 @@ def redirector(target: str) -> Iterator[_Recorder]:
         yield server
     finally:
         server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+# -- canned answers: a loopback server that says exactly what a test tells it to ------------------
+
+
+@dataclass(frozen=True)
+class Canned:
+    """One raw HTTP answer. Unless `close`, a `Content-Length` of the body is added when
+    `headers` has none (keep-alive needs one); with `close` the headers go out as given and
+    the connection is closed after the body, which then ends wherever `body` ends."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    close: bool = False
+
+
+# handler(method, path without the query, headers with lower-case names) -> the answer
+CannedHandler = Callable[[str, str, dict[str, str]], Canned]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request as the canned server received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class CannedServer(socketserver.ThreadingTCPServer):
+    """HTTP/1.1 on 127.0.0.1 with keep-alive; see `canned`."""
+
+    allow_reuse_address = True
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, handler: CannedHandler) -> None:
+        self.handler = handler
+        self.seen: list[Request] = []
+        self.connections: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _CannedConnection)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def calls(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Registered here, before its thread starts, so `drop_connections` cannot miss it.
+        with self.lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def drop_connections(self) -> None:
+        """End every open connection, so that their threads return."""
+        with self.lock:
+            connections = list(self.connections)
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _CannedConnection(socketserver.StreamRequestHandler):
+    server: CannedServer
+
+    def handle(self) -> None:
+        try:
+            while self._one_exchange():
+                pass
+        except OSError:
+            pass  # the client (or `drop_connections`) closed the connection
+        finally:
+            with self.server.lock:
+                self.server.connections.discard(self.connection)
+
+    def _one_exchange(self) -> bool:
+        """Read one request and write its answer; False when the connection is done."""
+        line = self.rfile.readline(65537)
+        if not line.strip():
+            return False
+        method, target, _ = line.decode("latin-1").split(" ", 2)
+        headers: dict[str, str] = {}
+        while (header := self.rfile.readline(65537)).strip():
+            name, _, value = header.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        # The Fetcher sends GET and HEAD only: no request body to read.
+        request = Request(method, target.partition("?")[0], headers)
+        with self.server.lock:
+            self.server.seen.append(request)
+        answer = self.server.handler(request.method, request.path, dict(request.headers))
+        out = dict(answer.headers)
+        if answer.close:
+            out["Connection"] = "close"
+        elif not any(name.lower() == "content-length" for name in out):
+            out["Content-Length"] = str(len(answer.body))
+        try:
+            reason = http.HTTPStatus(answer.status).phrase
+        except ValueError:
+            reason = "Whatever"
+        head = [f"HTTP/1.1 {answer.status} {reason}", *(f"{k}: {v}" for k, v in out.items())]
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if method != "HEAD":
+            self.wfile.write(answer.body)
+        self.wfile.flush()
+        return not answer.close
+
+
+@contextmanager
+def canned(handler: CannedHandler) -> Iterator[CannedServer]:
+    """A loopback HTTP server whose every answer is `handler(method, path, headers)`.
+
+    Connections are kept alive (several requests each) unless an answer says `close`; HEAD
+    answers carry no body. `server.seen` lists the requests received, in order.
+    """
+    server = CannedServer(handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.drop_connections()
         server.server_close()
         thread.join(timeout=5)

@@ -200,7 +200,7 @@ def test_getfattr_shows_the_file_details(m2734: Mount) -> None:
     assert getfattr_dump(m2734.path / "JWST") == {}
     assert getfattr_dump(m2734.path / "selection.csv") == {}
     root = getfattr_dump(m2734.path)
-    assert set(root) == {"user.mastfs.selection", "user.mastfs.summary"}
+    assert set(root) == {"user.mastfs.selection", "user.mastfs.summary", "user.mastfs.cache"}
     assert Selection.from_json(json.loads(f'"{root["user.mastfs.selection"]}"')) == Selection()
 
 

@@ -11,6 +11,7 @@ import csv
 import errno
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -151,6 +152,29 @@ def test_cp_matches_simulator_sha256(m2734: Mount, tmp_path: Path, sim_url: str)
     src = m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
     subprocess.run(["cp", str(src), str(tmp_path / "copy.fits")], check=True, timeout=120)
     digest = hashlib.sha256((tmp_path / "copy.fits").read_bytes()).hexdigest()
+    assert digest == default_catalog().file(row["dataURI"]).sha256()
+
+
+def test_sequential_read_is_handed_to_the_page_cache_intact(m2734: Mount, tmp_path: Path) -> None:
+    """A streaming reader gets most readahead through the kernel's page cache (`notify_store`),
+    without a FUSE read per MiB; every byte of it must be the archive's."""
+    rows = [r for r in catalog_rows("2734") if 256 * MIB <= int(r["size"]) <= 600 * MIB]
+    assert rows
+    row = min(rows, key=lambda r: int(r["size"]))
+    src = m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
+    before = json.loads(os.getxattr(m2734.path, "user.mastfs.cache"))
+    done = subprocess.run(
+        ["dd", f"if={src}", "of=/dev/null", "bs=1M"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    after = json.loads(os.getxattr(m2734.path, "user.mastfs.cache"))
+    handed = after["handed_bytes"] - before["handed_bytes"]
+    served = after["bytes_served"] - before["bytes_served"]
+    assert handed > int(row["size"]) // 4, (handed, served)
+    assert served < int(row["size"]), "every MiB went through a FUSE read"
+    # The bytes readers now get from the page cache (a second pass) are the archive's.
+    with src.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     assert digest == default_catalog().file(row["dataURI"]).sha256()
 
 
