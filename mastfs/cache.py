@@ -43,6 +43,13 @@ this project's machines; "Tuning notes" in docs/performance.md has the measureme
 cache evicts by store time (see `__init__`). A failing disk (full, read-only) is logged once and
 reads are served from memory.
 
+With `on_prefetched` (the mount passes `pyfuse3.notify_store`), each readahead batch but its
+first block goes straight into the kernel's page cache from a worker thread: a streaming reader
+then finds it there without a FUSE request, and returns only at the next batch's first block,
+which is how the window learns it has moved on (`_hand_over`). A content change waits for
+hand-overs in progress before it is reported, so old bytes never land after the kernel dropped
+the file's pages.
+
 A server that ignores `Range` (200 with the whole body) is remembered per product; the product is
 then streamed once in the background, every block stored as it passes, and readers wait only for
 their own blocks.
@@ -101,12 +108,8 @@ DEFAULT_PARALLEL = 4
 # is 5 ms). The disk threads take and drop the GIL dozens of times per run (every syscall and
 # SQLite statement), and with the trio thread busy each of those waited up to the full interval.
 GIL_SWITCH_INTERVAL = 0.0005
-# glibc malloc tuning (see `_tune_malloc`): mallopt's parameters and our values.
+# glibc malloc arenas (see `_limit_malloc_arenas`); `_M_ARENA_MAX` is mallopt's parameter.
 MALLOC_ARENAS = 1
-MALLOC_MMAP_THRESHOLD = 16 * MiB
-MALLOC_TRIM_THRESHOLD = 256 * MiB
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 # Threads handing readahead to `on_prefetched` (the kernel) at once.
 GIVERS = 2
@@ -130,25 +133,15 @@ def tune_process() -> None:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
 
 
-def _tune_malloc() -> None:
-    """One glibc malloc arena, and range buffers (up to 8 MiB) from a heap that keeps its pages.
+def _limit_malloc_arenas() -> None:
+    """Let glibc create at most `MALLOC_ARENAS` malloc arenas in this process.
 
-    Arenas: blocks read from disk are allocated in the reading thread's arena, and glibc keeps
-    what is freed there for that arena: a cold read of the 4 GiB product after a remount read of
-    1 GiB peaked at 382 MB with the default (eight arenas per core: the disk threads' arenas
-    kept 63 MiB the network path could not reuse), 288 MB with one. The few large allocations
-    per MiB make contention on one arena moot.
-
-    Thresholds: by default glibc serves each 8 MiB range buffer with a fresh `mmap` and unmaps
-    it when freed, and every page of it then costs a page fault when the body is received: on
-    this project's VMs 1.0 CPU-s per GiB, against 0.02 s for memory the heap reuses. Below
-    `MALLOC_MMAP_THRESHOLD` buffers come from the heap, which returns memory to the kernel only
-    past `MALLOC_TRIM_THRESHOLD` free at its top: the daemon's resident size then stays at its
-    high-water mark (bounded by the memory tier and the readahead and write budgets) instead of
-    faulting the same pages in again for every range.
-
-    Done at import, before the mount starts worker threads (the archive queries already use
-    some): the arena limit only applies to arenas created later.
+    Blocks read from disk are allocated in the reading thread's arena, and glibc keeps what is
+    freed there for that arena: a cold read of the 4 GiB product after a remount read of 1 GiB
+    peaked at 382 MB with the default (eight arenas per core: the disk threads' arenas kept
+    63 MiB the network path could not reuse), 288 MB with one. Done at import, before the mount
+    starts worker threads (the archive queries already use some): the limit only applies to
+    arenas created later. The few large allocations per MiB make contention on one arena moot.
     """
     if not sys.platform.startswith("linux"):
         return
@@ -158,16 +151,11 @@ def _tune_malloc() -> None:
         return  # not glibc
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    for parameter, value in (
-        (_M_ARENA_MAX, MALLOC_ARENAS),
-        (_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD),
-        (_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD),
-    ):
-        if not mallopt(parameter, value):
-            log.debug("mallopt(%d, %d) failed", parameter, value)
+    if not mallopt(_M_ARENA_MAX, MALLOC_ARENAS):
+        log.debug("mallopt(M_ARENA_MAX, %d) failed", MALLOC_ARENAS)
 
 
-_tune_malloc()
+_limit_malloc_arenas()
 
 
 def identity_of(info: RemoteInfo) -> str:
@@ -595,6 +583,7 @@ class BlockCache:
         self._disk_read_limiter = trio.CapacityLimiter(max(2, parallel))
         self._disk_write_limiter = trio.CapacityLimiter(DISK_WRITERS)
         self._give_limiter = trio.CapacityLimiter(GIVERS)
+        self._giving: dict[str, int] = {}
         self._rows_lock = threading.Lock()
         self._tasks: trio.Nursery | None = None
         self._served = trio.Event()
@@ -1019,15 +1008,19 @@ class BlockCache:
         is the backpressure that keeps unwritten blocks from piling up in memory.
         """
         nbytes = sum(len(data) for _, data in blocks)
-        written = self._new_here.get(uri)
-        if written is not None:
-            written.update(index for index, _ in blocks)
+        self._mark_written(uri, blocks)
         if self._tasks is None or self._writes_pending + nbytes > self._write_budget:
             await self._disk_write(self._disk_put_many, uri, identity, blocks)
             return
         self._writes_pending += nbytes
         self._task_started()
         self._tasks.start_soon(self._store_task, uri, identity, blocks, nbytes)
+
+    def _mark_written(self, uri: str, blocks: Sequence[tuple[int, Block]]) -> None:
+        """Note blocks bound for the disk: `_fill` must look there for them (`_new_here`)."""
+        written = self._new_here.get(uri)
+        if written is not None:
+            written.update(index for index, _ in blocks)
 
     async def _store_task(
         self, uri: str, identity: str, blocks: list[tuple[int, Block]], nbytes: int
@@ -1105,6 +1098,7 @@ class BlockCache:
         if flight is not None and not flight.done:
             self._counters["misses"] += 1
             self._resolve(uri, index, flight, identity, data)
+        self._mark_written(uri, [(index, data)])
         await self._disk_write(self._disk_put_many, uri, identity, [(index, data)])
 
     # -- what we know about a product ---------------------------------------------------------
@@ -1143,6 +1137,9 @@ class BlockCache:
             self._counters["invalidations"] += 1
             self._memory.drop(uri)
             await self._disk_write(self._disk_evict, _tag(uri, identity_of(old)))
+            while self._giving.get(uri):
+                # A hand-over that began before the change may still be pushing old bytes.
+                await trio.sleep(0.001)
             if self._on_change is not None:
                 self._on_change(uri)
         await self._disk_write(self._disk_put_meta, uri, remote)
@@ -1276,16 +1273,30 @@ class BlockCache:
             for index in indices[1:]
             if index in got and got[index][0] == identity and (index + 1) * bs > passed
         ]
-        if blocks:
-            self._counters["handed_bytes"] += sum(len(data) for _, data in blocks)
+        if not blocks:
+            return
+        self._counters["handed_bytes"] += sum(len(data) for _, data in blocks)
+        # `_learn` waits for this count to drop to zero before it reports a content change, so
+        # no old bytes reach the kernel after it has dropped the file's pages.
+        self._giving[uri] = self._giving.get(uri, 0) + 1
+        try:
             # Own threads: `notify_store` waits for page locks the kernel holds while one of
             # our FUSE reads is pending; the default thread pool, which those reads may need
             # (disk), must never be exhausted by threads waiting on them.
-            await trio.to_thread.run_sync(self._give, uri, blocks, limiter=self._give_limiter)
+            await trio.to_thread.run_sync(
+                self._give, uri, identity, blocks, limiter=self._give_limiter
+            )
+        finally:
+            self._giving[uri] -= 1
+            if not self._giving[uri]:
+                del self._giving[uri]
 
-    def _give(self, uri: str, blocks: list[tuple[int, Block]]) -> None:
+    def _give(self, uri: str, identity: str, blocks: list[tuple[int, Block]]) -> None:
         assert self._on_prefetched is not None
         for offset, data in blocks:
+            current = self._meta.get(uri)
+            if current is None or identity_of(current) != identity:
+                return  # the contents changed meanwhile: these bytes are stale
             self._on_prefetched(uri, offset, data)
 
     def _task_started(self) -> None:
