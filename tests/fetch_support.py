@@ -12,7 +12,6 @@ writes each status line, header and body byte itself, so it can break the protoc
 from __future__ import annotations
 
 import http
-import http.server
 import socket
 import socketserver
 import threading
@@ -106,47 +105,6 @@ class Sim:
         return files[index % len(files)]
 
 
-class _Recorder(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.seen: list[dict[str, str]] = []
-        super().__init__(("127.0.0.1", 0), _RedirectHandler)
-
-
-class _RedirectHandler(http.server.BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def _redirect(self) -> None:
-        self.server.seen.append({k.lower(): v for k, v in self.headers.items()})
-        self.send_response(302)
-        self.send_header("Location", self.server.target + self.path)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = _redirect
-    do_HEAD = _redirect
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def redirector(target: str) -> Iterator[_Recorder]:
-    """A loopback server (another origin) that records headers and redirects to `target`."""
-    server = _Recorder(target)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 # -- canned answers: a loopback server that says exactly what a test tells it to ------------------
 
 
@@ -162,17 +120,21 @@ class Canned:
     close: bool = False
 
 
-# handler(method, path without the query, headers with lower-case names) -> the answer
-CannedHandler = Callable[[str, str, dict[str, str]], Canned]
-
-
 @dataclass(frozen=True)
 class Request:
-    """A request as the canned server received it."""
+    """A request as the canned server received it (header names in lower case)."""
 
     method: str
-    path: str
+    target: str  # path and query, as on the request line
     headers: dict[str, str]
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+
+# handler(request) -> the answer
+CannedHandler = Callable[[Request], Canned]
 
 
 class CannedServer(socketserver.ThreadingTCPServer):
@@ -239,10 +201,10 @@ class _CannedConnection(socketserver.StreamRequestHandler):
             name, _, value = header.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         # The Fetcher sends GET and HEAD only: no request body to read.
-        request = Request(method, target.partition("?")[0], headers)
+        request = Request(method, target, headers)
         with self.server.lock:
             self.server.seen.append(request)
-        answer = self.server.handler(request.method, request.path, dict(request.headers))
+        answer = self.server.handler(request)
         out = dict(answer.headers)
         if answer.close:
             out["Connection"] = "close"
@@ -262,7 +224,7 @@ class _CannedConnection(socketserver.StreamRequestHandler):
 
 @contextmanager
 def canned(handler: CannedHandler) -> Iterator[CannedServer]:
-    """A loopback HTTP server whose every answer is `handler(method, path, headers)`.
+    """A loopback HTTP server whose every answer is `handler(request)`.
 
     Connections are kept alive (several requests each) unless an answer says `close`; HEAD
     answers carry no body. `server.seen` lists the requests received, in order.
@@ -277,3 +239,11 @@ def canned(handler: CannedHandler) -> Iterator[CannedServer]:
         server.drop_connections()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def redirector(target: str) -> Iterator[CannedServer]:
+    """A loopback server (another origin) that records requests (`seen`) and redirects each to
+    the same path and query on `target`."""
+    with canned(lambda request: Canned(302, {"Location": target + request.target})) as server:
+        yield server

@@ -261,10 +261,10 @@ async def test_the_token_goes_to_the_mast_host_only(sim: Sim, fetcher_for: MakeF
     public = sim.pick(min_size=10_000, max_size=4 * MiB)
     # The "MAST server" redirects every download to the simulator on another origin.
     with redirector(sim.url) as mast:
-        fetcher = fetcher_for(f"http://127.0.0.1:{mast.server_address[1]}", AUTHORIZED_TOKEN)
+        fetcher = fetcher_for(mast.url, AUTHORIZED_TOKEN)
         data, _ = await fetcher.get_range(public.uri, 10, 20)
         assert data == sim.expected(public.uri, 10, 10)
-        assert mast.seen[-1]["authorization"] == f"token {AUTHORIZED_TOKEN}"
+        assert mast.seen[-1].headers["authorization"] == f"token {AUTHORIZED_TOKEN}"
         # Across the redirect the token was dropped: the archive refuses the EA file.
         with pytest.raises(NotAuthorized) as caught:
             await fetcher.get_range(f.uri, 0, 100)
@@ -289,12 +289,12 @@ def partial(body: bytes, content_range: str, **headers: str) -> Canned:
 
 
 def always(answer: Canned) -> CannedHandler:
-    return lambda method, path, headers: answer
+    return lambda request: answer
 
 
 def in_turn(*answers: Canned) -> CannedHandler:
     queue = iter(answers)
-    return lambda method, path, headers: next(queue)
+    return lambda request: next(queue)
 
 
 @pytest.mark.parametrize(
@@ -391,8 +391,8 @@ async def test_the_token_is_stripped_on_a_cross_host_redirect_only(
     # Two origins on loopback: the "MAST" server and, on another port, a CDN.
     with canned(always(partial(b"z" * 4, "bytes 0-3/4"))) as cdn:
 
-        def mast_answer(method: str, path: str, headers: dict[str, str]) -> Canned:
-            if path.startswith("/api"):
+        def mast_answer(request: Request) -> Canned:
+            if request.path.startswith("/api"):
                 return Canned(302, {"Location": "/moved"})
             return Canned(307, {"Location": f"{cdn.url}/blob"})
 
