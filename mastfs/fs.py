@@ -270,10 +270,11 @@ class MastOperations(pyfuse3.Operations):
         return [name.encode() for name in self._xattrs(self._entry(inode))]
 
     async def getxattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        # `ls -l` asks every entry for security.selinux (and ACLs): answer those at once, so
-        # a 10,000-file `ls -lR` costs one cheap request per file.
+        # `ls -l` asks every entry for security.selinux and POSIX ACLs. "Not supported" (not
+        # "no such attribute") is the truth for those namespaces, and coreutils remembers it
+        # per device: one request per `ls` instead of two or three per entry.
         if not name.startswith(b"user."):
-            raise FUSEError(pyfuse3.ENOATTR)
+            raise FUSEError(errno.EOPNOTSUPP)
         return await self._getxattr(inode, name)
 
     @fuse_errors

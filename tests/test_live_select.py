@@ -204,6 +204,27 @@ def test_getfattr_shows_the_file_details(m2734: Mount) -> None:
     assert Selection.from_json(json.loads(f'"{root["user.mastfs.selection"]}"')) == Selection()
 
 
+def test_only_the_user_namespace_is_served(m2734: Mount) -> None:
+    # `ls -l` probes every entry for security.selinux and POSIX ACLs. "Not supported" lets
+    # coreutils stop asking for the rest of the device (a 10k-file `ls -lR` was 29,000 requests);
+    # a missing `user.*` name is still "no such attribute".
+    path = m2734.path / "JWST" / SEG1 / OPEN_FILE
+    for target in (path, path.parent, m2734.path):
+        for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+            with pytest.raises(OSError) as err:
+                os.getxattr(target, name)
+            assert err.value.errno == errno.EOPNOTSUPP, (target, name)
+        with pytest.raises(OSError) as err:
+            os.getxattr(target, "user.mast.no_such_key")
+        assert err.value.errno == errno.ENODATA
+    listing = subprocess.run(
+        ["ls", "-l", str(path.parent)], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert listing.stderr == ""
+    modes = [line.split()[0] for line in listing.stdout.splitlines()[1:]]
+    assert modes and all(m == "-r--r--r--" for m in modes), modes
+
+
 def test_reselect_while_a_file_is_open(m2734: Mount, sim_url: str) -> None:
     path = m2734.path / "JWST" / SEG1 / OPEN_FILE
     sim = default_catalog().file(OPEN_URI)
