@@ -498,15 +498,6 @@ class _MemoryTier:
     def __contains__(self, key: tuple[str, str, int]) -> bool:
         return key in self._blocks
 
-    def discard(self, key: tuple[str, str, int]) -> None:
-        data = self._blocks.pop(key, None)
-        if data is not None:
-            self.size -= len(data)
-
-    def demote(self, key: tuple[str, str, int]) -> None:
-        """Make a block the next to be evicted (another cache holds it now)."""
-        if key in self._blocks:
-            self._blocks.move_to_end(key, last=False)
 
     def put(self, key: tuple[str, str, int], data: Block) -> None:
         if len(data) > self.limit:
@@ -1288,14 +1279,6 @@ class BlockCache:
         stream.issued = max(stream.issued, fetched)
         if stream.run < bs // 2 or info is None:
             return stream
-        if stream.run > 2 * bs:
-            # A sequential reader does not come back for blocks it has read to their end (the
-            # kernel keeps them): the memory tier keeps room for readahead not yet reached.
-            # Eight parallel readers otherwise had the tier evict their readahead before they
-            # got to it and read ~700 blocks back from disk.
-            identity = identity_of(info)
-            for index in range(offset // bs, end // bs):
-                self._memory.discard((uri, identity, index))
         current = (end - 1) // bs
         if current > stream.block:
             stream.window = min(self._window_cap(stream), max(1, stream.window * 2))
@@ -1316,7 +1299,8 @@ class BlockCache:
         while index < target:
             count = min(whole - index % whole, target - index)
             nbytes = count * bs
-            total = self._readahead_inflight + nbytes
+            # Blocks waiting for their hand-over are readahead memory too.
+            total = self._readahead_inflight + self._handing + nbytes
             if total > self._readahead_budget and (
                 stream.inflight or total > self._readahead_ceiling
             ):
@@ -1419,10 +1403,6 @@ class BlockCache:
             handed = await trio.to_thread.run_sync(
                 self._give, uri, identity, blocks, stream, limiter=self._give_limiter
             )
-            # The kernel serves those blocks now: in the memory tier they would only push out
-            # readahead the reader still needs from it.
-            for offset, _ in handed:
-                self._memory.demote((uri, identity, offset // bs))
             self._counters["handed_bytes"] += sum(size for _, size in handed)
         finally:
             self._handing -= nbytes
