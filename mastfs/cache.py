@@ -1348,9 +1348,8 @@ class BlockCache:
                 # the network part queues on the limiter, in the order the windows were issued.
                 got = await self._obtain(uri, info, file_size, indices, background=True)
             finally:
-                # Fetched blocks count against the memory tier from here on. Counting them
-                # until their hand-over ended too held eight parallel streams at the budget
-                # while their readers overtook them (one 1 MiB request per kernel read).
+                # Fetched blocks count against the memory tier from here on, and those waiting
+                # for their hand-over as `_handing` (which the budget includes).
                 self._readahead_inflight -= nbytes
                 stream.inflight -= nbytes
                 if not stream.inflight:
