@@ -818,11 +818,16 @@ class BlockCache:
             return False
         if self._memory.get((uri, identity_of(info), first)) is not None:
             return False
+        return not self._continues_a_stream(uri, offset)
+
+    def _continues_a_stream(self, uri: str, offset: int, min_run: int = 0) -> bool:
+        """Whether a read at `offset` lands within a block of the front of one of the product's
+        streams that has read at least `min_run` bytes in a row."""
         bs = self.block_size
-        for stream in self._streams.get(uri, ()):
-            if stream.next_offset - bs <= offset <= stream.next_offset + bs:
-                return False
-        return True
+        return any(
+            stream.run >= min_run and stream.next_offset - bs <= offset <= stream.next_offset + bs
+            for stream in self._streams.get(uri, ())
+        )
 
     def _sequential_stop(
         self, uri: str, info: RemoteInfo | None, file_size: int, first: int, last: int, offset: int
@@ -841,22 +846,17 @@ class BlockCache:
         if uri in self._ranges_ignored:
             return last + 1
         identity = identity_of(info)
-        if (uri, last) in self._flights or (uri, identity, last) in self._memory:
-            return last + 1  # the read is not a miss (or not one we would fetch)
+
+        def missing(index: int) -> bool:
+            return (uri, index) not in self._flights and (uri, identity, index) not in self._memory
+
         bs = self.block_size
-        if not any(
-            stream.run >= bs // 2 and stream.next_offset - bs <= offset <= stream.next_offset + bs
-            for stream in self._streams.get(uri, ())
-        ):
-            return last + 1
+        if not missing(last) or not self._continues_a_stream(uri, offset, min_run=bs // 2):
+            return last + 1  # not a miss (or not one we would fetch), or not sequential
         whole = self._request_blocks
         end = min((last // whole + 1) * whole, -(-file_size // bs))
         stop = last + 1
-        while (
-            stop < end
-            and (uri, stop) not in self._flights
-            and (uri, identity, stop) not in self._memory
-        ):
+        while stop < end and missing(stop):
             stop += 1
         return stop
 
