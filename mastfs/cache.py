@@ -349,7 +349,19 @@ class _BlockDisk(diskcache.Disk):
         if fd < 0:
             fd = os.open(path, flags, 0o644)
         try:
-            if self._direct:
+            views = _direct_views(blocks) if self._direct else None
+            if views is not None:
+                # The blocks are page-aligned views of the range response (fetch receives into
+                # an anonymous mapping): written as they are, no copy into a scratch buffer.
+                last = views.pop()
+                cut = len(last) - len(last) % _DIRECT_ALIGN
+                _writev_all(fd, [*views, last[:cut]] if cut else views, 0)
+                if cut < len(last):
+                    # The unaligned tail (a product's last block) goes through the page cache.
+                    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+                    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+                    _write_all(fd, last[cut:], total - len(last) + cut)
+            elif self._direct:
                 with self._buffer(total) as (buffer, address):
                     offset = 0
                     for data in blocks:
@@ -432,6 +444,38 @@ def _copy_to(address: int, data: Block) -> None:
             ctypes.memmove(address, source, len(data))
             return
     ctypes.memmove(address, data, len(data))
+
+
+def _direct_views(blocks: Sequence[Block]) -> list[memoryview] | None:
+    """The blocks as views an `O_DIRECT` write can take as they are, or None.
+
+    Each must start on a page boundary and, all but the last, be a whole number of pages long
+    (the last one's unaligned tail is written separately). Blocks of one range response are
+    views of one page-aligned mapping (`fetch._receive_buffer`); anything else (bytes, a
+    buffer `malloc` placed) goes through the scratch buffer.
+    """
+    views = []
+    for i, data in enumerate(blocks):
+        if not isinstance(data, memoryview) or data.readonly or not data.c_contiguous:
+            return None
+        if not len(data) or (i < len(blocks) - 1 and len(data) % _DIRECT_ALIGN):
+            return None
+        if ctypes.addressof(ctypes.c_char.from_buffer(data)) % _DIRECT_ALIGN:
+            return None
+        views.append(data.cast("B"))
+    return views or None
+
+
+def _writev_all(fd: int, views: list[memoryview], offset: int) -> None:
+    """`pwritev` of all of `views` at `offset`, finishing a short write piece by piece."""
+    written = os.pwritev(fd, views, offset) if views else 0
+    for view in views:
+        if written >= len(view):
+            written -= len(view)
+        else:
+            _write_all(fd, view[written:], offset + written)
+            written = 0
+        offset += len(view)
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:
@@ -732,8 +776,13 @@ class BlockCache:
         """
         await self._validate(dataURI)
 
-    async def read(self, dataURI: str, size: int, offset: int, length: int) -> bytes:
-        """`length` bytes at `offset` (fewer at end of file); `size` is the catalogue size."""
+    async def read(self, dataURI: str, size: int, offset: int, length: int) -> Block:
+        """`length` bytes at `offset` (fewer at end of file); `size` is the catalogue size.
+
+        A read within one block may be a read-only view of it rather than a copy: pyfuse3 copies
+        whatever buffer it is given into the kernel, and the trio thread that would make the
+        copy is the one every FUSE request waits for.
+        """
         if offset < 0 or length < 0:
             raise ValueError(f"negative offset or length: {offset}, {length}")
         self._counters["reads"] += 1
@@ -862,11 +911,11 @@ class BlockCache:
 
     def _assemble(
         self, got: dict[int, tuple[str, Block]], first: int, last: int, offset: int, end: int
-    ) -> bytes:
+    ) -> Block:
         bs = self.block_size
         if first == last:
             part = got[first][1][offset - first * bs : end - first * bs]
-            return part if isinstance(part, bytes) else part.tobytes()
+            return part if isinstance(part, bytes) else part.toreadonly()
         parts = []
         for index in range(first, last + 1):
             data = got[index][1]

@@ -236,7 +236,9 @@ class MastOperations(pyfuse3.Operations):
             return b""
         length = min(size, product.size - off)
         try:
-            return await self.cache.read(product.dataURI, product.size, off, length)
+            # A view of a cached block, not a copy (the stub says bytes; pyfuse3 takes any
+            # contiguous buffer and copies it into the kernel before the next request).
+            return cast(bytes, await self.cache.read(product.dataURI, product.size, off, length))
         except fetch.NotAuthorized:
             self.state.record_error(product.dataURI, "not authorized")
             raise
