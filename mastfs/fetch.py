@@ -26,12 +26,10 @@ attempt runs in a thread, retries and backoff stay on the trio side.
 
 from __future__ import annotations
 
-import ctypes
 import email.message
 import email.utils
 import http.client
 import logging
-import mmap
 import random
 import re
 import ssl
@@ -39,12 +37,13 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
+
+from mastfs import buffers
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +477,7 @@ class Fetcher:
                 declared = _content_length(answer.headers)
                 if declared is not None and declared != length:
                     raise BadResponse(f"{what}: Content-Length {declared}, expected {length}")
-                view = _buffers.take(length)
+                view = buffers.take(length)
                 received = answer.read_into(view)
                 self._count("bytes", received)
                 if received != length:
@@ -658,62 +657,6 @@ class Fetcher:
             self._count("retries")
             log.debug("%s: %s; retry %d in %.2fs", what, cause, tries, delay)
             await trio.sleep(delay)
-
-
-class _ReceiveBuffers:
-    """Page-aligned buffers for range bodies, reused once every view of one is released.
-
-    Why not `bytearray(length)`: it writes zeros over the whole buffer before `readinto` writes
-    the body over them (2.7 % of all CPU samples of a cold 1 GiB read), and it is not
-    page-aligned, so the disk writer had to copy every run into a scratch buffer for its
-    `O_DIRECT` write (4.8 %). Why not a fresh anonymous mapping per body: every page of it then
-    faults in on first touch, which on these VMs costs more than both copies (measured: cold
-    1 GiB 0.49-0.61 GB/s at 2.2-2.8 daemon CPU-s, against 0.66-0.68 at 1.7).
-
-    So mappings are kept and reused. Each body gets a ctypes array over a mapping as the
-    exporter of its views: the blocks the cache keeps, hands to the kernel and writes to disk are
-    all views through it, and when the last one is released the array is finalized and its
-    mapping goes back on the free list (bounded by `keep_bytes`; a mapping beyond that is
-    unmapped with its last reference). Mappings are never closed by hand: a view may outlive
-    any bookkeeping here, and an unmapped page under a view would be a crash, not an error.
-    """
-
-    def __init__(self, keep_bytes: int) -> None:
-        self.keep_bytes = keep_bytes
-        self._free: dict[int, list[mmap.mmap]] = {}
-        self._free_bytes = 0
-        self._lock = threading.Lock()
-        self.created = 0
-        self.reused = 0
-
-    def take(self, length: int) -> memoryview:
-        """A writable, page-aligned buffer of `length` bytes (its contents are undefined)."""
-        size = -(-length // mmap.PAGESIZE) * mmap.PAGESIZE
-        with self._lock:
-            free = self._free.get(size)
-            mapping = free.pop() if free else None
-            if mapping is not None:
-                self._free_bytes -= size
-                self.reused += 1
-            else:
-                self.created += 1
-        if mapping is None:
-            mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
-        exporter = (ctypes.c_char * length).from_buffer(mapping)
-        weakref.finalize(exporter, self._give_back, mapping)
-        return memoryview(exporter).cast("B")
-
-    def _give_back(self, mapping: mmap.mmap) -> None:
-        # Runs in whichever thread released the last view.
-        size = len(mapping)
-        with self._lock:
-            if self._free_bytes + size <= self.keep_bytes:
-                self._free.setdefault(size, []).append(mapping)
-                self._free_bytes += size
-
-
-# Enough for the readahead's next runs to find a buffer freed by the memory tier's evictions.
-_buffers = _ReceiveBuffers(keep_bytes=32 << 20)
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -19,8 +19,9 @@ from typing import Any
 import diskcache
 import pytest
 
+from mastfs.buffers import BufferPool
 from mastfs.cache import BlockCache, _block_key, _BlockDisk, _meta_key, _tag, identity_of
-from mastfs.fetch import Fetcher, _ReceiveBuffers
+from mastfs.fetch import Fetcher
 from tests.fetch_support import FAST_RETRY, MiB, Sim
 
 
@@ -178,15 +179,18 @@ async def test_a_small_random_read_of_an_uncached_block_fetches_it_once(
 def test_aligned_blocks_are_written_as_they_are_and_others_through_the_scratch_buffer(
     tmp_path: Path,
 ) -> None:
-    pool = _ReceiveBuffers(keep_bytes=0)
+    pool = BufferPool(keep_bytes=0)
     body = pool.take(3 * MiB + 1234)  # a product's last run: its tail is not a whole page
     body[:] = os.urandom(len(body))
     blocks = [body[i : i + MiB] for i in range(0, len(body), MiB)]
     disk = _BlockDisk(str(tmp_path / "direct"))
     stored = disk.write_run("tag", 0, blocks)
-    # Straight from the range response's buffer: no scratch buffer was ever needed.
+    back = disk.read_many(stored)
+    assert back == [bytes(b) for b in blocks]
+    # Written straight from the range response's buffer, and read back into pooled buffers
+    # whose views are the blocks: no scratch buffer, no copy, either way.
     assert disk._buffers == []
-    assert disk.read_many(stored) == [bytes(b) for b in blocks]
+    assert all(isinstance(b, memoryview) and b.readonly for b in back)
 
     unaligned = [memoryview(bytearray(os.urandom(MiB))), os.urandom(MiB // 2)]
     other = _BlockDisk(str(tmp_path / "copied"))

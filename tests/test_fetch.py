@@ -7,16 +7,14 @@ Everything is real HTTP on loopback. Malformed answers the simulator never gives
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import mmap
 import socket
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import pytest
 
-from mastfs import fetch as fetch_module
+from mastfs import buffers
 from mastfs.fetch import (
     BadResponse,
     ContentChanged,
@@ -29,7 +27,6 @@ from mastfs.fetch import (
     RemoteInfo,
     RetryPolicy,
     TransientError,
-    _ReceiveBuffers,
 )
 from tests.fetch_support import (
     AUTHORIZED_TOKEN,
@@ -414,38 +411,7 @@ async def test_the_token_is_stripped_on_a_cross_host_redirect_only(
     assert seen(cdn.seen) == [("GET", "/blob", None)]
 
 
-# -- receive buffers -----------------------------------------------------------------------------
-
-
-def test_a_receive_buffer_is_reused_only_once_every_view_of_it_is_released() -> None:
-    pool = _ReceiveBuffers(keep_bytes=64 * MiB)
-    first = pool.take(3 * MiB + 5)
-    assert len(first) == 3 * MiB + 5 and not first.readonly
-    first[:] = b"\x01" * len(first)
-    block = first[MiB : 2 * MiB].toreadonly()  # what the cache keeps of a range response
-    del first
-    # A view is still alive: the next body must get other memory, or it would overwrite it.
-    second = pool.take(3 * MiB + 5)
-    second[:] = b"\x02" * len(second)
-    assert pool.reused == 0
-    assert bytes(block) == b"\x01" * MiB
-    del block, second
-    # Both are free now: the next bodies of that size reuse them instead of faulting new pages.
-    pool.take(3 * MiB + 5)
-    pool.take(3 * MiB + 5)
-    assert (pool.created, pool.reused) == (2, 2)
-
-
-def test_receive_buffers_are_page_aligned_and_the_free_list_is_bounded() -> None:
-    pool = _ReceiveBuffers(keep_bytes=8 * MiB)
-    views = [pool.take(8 * MiB) for _ in range(3)]
-    for view in views:
-        assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % mmap.PAGESIZE == 0
-    del views, view
-    # Only one of the three released buffers fits under keep_bytes.
-    again = [pool.take(8 * MiB) for _ in range(3)]
-    assert (pool.created, pool.reused) == (5, 1)
-    del again
+# -- receive buffers ---------------------------------------------------------------------------
 
 
 async def test_range_bodies_arrive_in_reused_aligned_buffers(
@@ -453,10 +419,10 @@ async def test_range_bodies_arrive_in_reused_aligned_buffers(
 ) -> None:
     f = sim.pick(min_size=20 * MiB)
     fetcher = fetcher_for(sim.url)
-    reused = fetch_module._buffers.reused
+    reused = buffers.POOL.reused
     for start in range(0, 16 * MiB, 8 * MiB):
         pieces, _ = await fetcher.get_range_split(f.uri, start, start + 8 * MiB, MiB)
         assert b"".join(pieces) == sim.expected(f.uri, start, 8 * MiB)
-        assert all(not p.readonly and len(p) == MiB for p in pieces)
+        assert all(not p.readonly and len(p) == MiB and buffers.is_page_aligned(p) for p in pieces)
         del pieces
-    assert fetch_module._buffers.reused > reused
+    assert buffers.POOL.reused > reused
