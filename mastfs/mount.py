@@ -189,6 +189,9 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         if not result.from_cache:
             readable = await probe_readable(fetcher, result.products)
         state = MountState(result.products, opts.selection, opts.layout, user, readable)
+        # Rendered now, so the first listing of the root does not wait for it (~50 ms for
+        # 10,000 products).
+        await trio.to_thread.run_sync(state.manifest)
         summary = state.snapshot.summary
         if summary.unreadable_files:
             reporter.warning(

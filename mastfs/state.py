@@ -87,6 +87,13 @@ class MountState:
             if self._errors.pop(dataURI, None) is not None:
                 self._errors_version += 1
 
+    def manifest_current(self, snapshot: Snapshot | None = None) -> bool:
+        """Whether `manifest()` would answer from its cache (rendering takes ~50 ms for 10,000
+        products: callers on an event loop render it in a worker thread first)."""
+        snap = snapshot or self.snapshot
+        with self._lock:
+            return self._manifest_key == (snap.generation, self._errors_version)
+
     def manifest(self, snapshot: Snapshot | None = None) -> bytes:
         snap = snapshot or self.snapshot
         with self._lock:
