@@ -22,6 +22,7 @@ unmapped page under a view would crash the process instead of failing a read.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import mmap
 import threading
@@ -36,6 +37,9 @@ class BufferPool:
         self._idle: list[mmap.mmap] = []
         self._idle_bytes = 0
         self._lock = threading.Lock()
+        # Released while the lock was held (by another thread, or by this one: a finalizer may
+        # run inside `take`, where a garbage collection frees a view): filed by the next `take`.
+        self._returned: collections.deque[mmap.mmap] = collections.deque()
         self.created = 0
         self.reused = 0
 
@@ -46,6 +50,8 @@ class BufferPool:
         size = -(-length // mmap.PAGESIZE) * mmap.PAGESIZE
         mapping = None
         with self._lock:
+            while self._returned:
+                self._file(self._returned.popleft())
             # The newest idle mapping of the same number of pages (a short list: a few runs).
             for i in range(len(self._idle) - 1, -1, -1):
                 if len(self._idle[i]) == size:
@@ -62,16 +68,25 @@ class BufferPool:
         return memoryview(exporter).cast("B")
 
     def _give_back(self, mapping: mmap.mmap) -> None:
-        # Runs in whichever thread released the last view. The oldest idle mappings make room:
-        # sizes in use now (a sequential reader's runs) are the ones worth keeping.
+        # Runs in whichever thread released the last view, wherever it was: never waits.
+        if self._lock.acquire(blocking=False):
+            try:
+                self._file(mapping)
+            finally:
+                self._lock.release()
+        else:
+            self._returned.append(mapping)
+
+    def _file(self, mapping: mmap.mmap) -> None:
+        # With the lock held. The oldest idle mappings make room: sizes in use now (a
+        # sequential reader's runs) are the ones worth keeping.
         size = len(mapping)
         if size > self.keep_bytes:
             return
-        with self._lock:
-            self._idle.append(mapping)
-            self._idle_bytes += size
-            while self._idle_bytes > self.keep_bytes:
-                self._idle_bytes -= len(self._idle.pop(0))
+        self._idle.append(mapping)
+        self._idle_bytes += size
+        while self._idle_bytes > self.keep_bytes:
+            self._idle_bytes -= len(self._idle.pop(0))
 
 
 # One pool per process, for the network and the disk alike. What it keeps idle: enough for the

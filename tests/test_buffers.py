@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from mastfs.buffers import BufferPool, is_page_aligned
@@ -60,4 +62,27 @@ def test_the_oldest_idle_buffers_make_room_for_the_newest() -> None:
     del run
     again = pool.take(8 * MiB)
     assert pool.reused == 1
+    del again
+
+
+def test_releasing_a_view_never_waits_for_the_pool() -> None:
+    # The last view of a buffer may go in any thread at any moment, also while the pool's lock
+    # is held (by another thread, or by a garbage collection inside `take`): that must not
+    # block, and the buffer must still come back.
+    pool = BufferPool(keep_bytes=8 * MiB)
+    view = pool.take(MiB)
+    released = threading.Event()
+
+    def release() -> None:
+        nonlocal view
+        del view
+        released.set()
+
+    with pool._lock:
+        worker = threading.Thread(target=release)
+        worker.start()
+        assert released.wait(timeout=5), "releasing a view waited for the pool's lock"
+    worker.join()
+    again = pool.take(MiB)
+    assert (pool.created, pool.reused) == (1, 1)
     del again
