@@ -63,9 +63,11 @@ class BufferPool:
                 self.created += 1
         if mapping is None:
             mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
-        exporter = (ctypes.c_char * length).from_buffer(mapping)
+        # Typed by the mapping's size, not `length`: ctypes keeps an entry for every array type
+        # it has made, and a product's last run has a length of its own.
+        exporter = (ctypes.c_char * size).from_buffer(mapping)
         weakref.finalize(exporter, self._give_back, mapping)
-        return memoryview(exporter).cast("B")
+        return memoryview(exporter).cast("B")[:length]
 
     def _give_back(self, mapping: mmap.mmap) -> None:
         # Runs in whichever thread released the last view, wherever it was: never waits.

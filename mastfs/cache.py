@@ -353,7 +353,7 @@ class _BlockDisk(diskcache.Disk):
             views = _direct_views(blocks) if self._direct else None
             if views is not None:
                 # The blocks are page-aligned views of the range response (fetch receives into
-                # an anonymous mapping): written as they are, no copy into a scratch buffer.
+                # a `buffers` pool buffer): written as they are, no copy into a scratch buffer.
                 last = views.pop()
                 cut = len(last) - len(last) % _DIRECT_ALIGN
                 _writev_all(fd, [*views, last[:cut]] if cut else views, 0)
@@ -453,8 +453,8 @@ def _direct_views(blocks: Sequence[Block]) -> list[memoryview] | None:
 
     Each must start on a page boundary and, all but the last, be a whole number of pages long
     (the last one's unaligned tail is written separately). Blocks of one range response are
-    views of one page-aligned mapping (`fetch._receive_buffer`); anything else (bytes, a
-    buffer `malloc` placed) goes through the scratch buffer.
+    views of one page-aligned buffer (`buffers.take`); anything else (bytes, a buffer `malloc`
+    placed) goes through the scratch buffer.
     """
     views = []
     for i, data in enumerate(blocks):

@@ -86,3 +86,12 @@ def test_releasing_a_view_never_waits_for_the_pool() -> None:
     again = pool.take(MiB)
     assert (pool.created, pool.reused) == (1, 1)
     del again
+
+
+def test_odd_lengths_share_their_page_count_array_type() -> None:
+    # ctypes remembers every array type it makes: one per byte length would grow without bound
+    # over a mount (every product's last run has a length of its own).
+    pool = BufferPool(keep_bytes=0)
+    views = [pool.take(4096 * 3 - odd) for odd in (1, 7, 100, 4000)]
+    assert [len(v) for v in views] == [4096 * 3 - odd for odd in (1, 7, 100, 4000)]
+    assert len({type(v.obj) for v in views}) == 1
