@@ -1466,7 +1466,12 @@ class BlockCache:
         """Hand `blocks` over in a worker thread; the offsets and sizes handed."""
         assert self._on_prefetched is not None
         handed: list[tuple[int, int]] = []
-        for offset, data in blocks:
+        # Farthest first: `notify_store` waits for pages the kernel has locked for a FUSE read it
+        # sent, and those are the ones nearest the reader. Nearest first, the whole batch waited
+        # behind them for the trio thread, and with eight readers 2.5 of 4.3 GB arrived after
+        # their reader had passed (read through FUSE instead); farthest first, the blocks the
+        # kernel has not reached yet land at once (eight readers 0.47-0.51 -> 0.51-0.60 GB/s).
+        for offset, data in reversed(blocks):
             current = self._meta.get(uri)
             if current is None or identity_of(current) != identity:
                 break  # the contents changed meanwhile: these bytes are stale

@@ -7,11 +7,13 @@ moves more than it should, not only if it returns wrong bytes.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -269,6 +271,30 @@ async def test_parallel_sequential_readers_each_get_whole_runs(sim: Sim, tmp_pat
     # read: measured 60-75 requests for these 256 blocks, 115-127 before the change.
     assert sum(sim.gets(uri) for uri in files) <= blocks * 7 // 20, stats
     assert stats["requests"] <= blocks * 7 // 20, stats
+
+
+async def test_hand_overs_give_the_farthest_blocks_first(sim: Sim, tmp_path: Path) -> None:
+    # `notify_store` waits for pages the kernel has locked for a FUSE read it sent, which are
+    # the ones nearest the reader: a batch goes to the kernel far to near, so the blocks it has
+    # not reached yet do not wait behind them.
+    f = sim.pick(min_size=40 * MiB, max_size=800 * MiB)
+    given: list[tuple[int, int]] = []
+
+    def record(uri: str, offset: int, data: Any) -> None:
+        assert bytes(data) == sim.expected(uri, offset, len(data))
+        given.append((threading.get_ident(), offset))
+
+    async with cache_on(tmp_path, sim.url, on_prefetched=record) as cache:
+        for off in range(0, 6 * MiB, 128 * KiB):
+            await cache.read(f.uri, f.size, off, 128 * KiB)
+        await cache.wait_idle()
+    by_thread: dict[int, list[int]] = {}
+    for thread, offset in given:
+        by_thread.setdefault(thread, []).append(offset)
+    steps = [b - a for seq in by_thread.values() for a, b in itertools.pairwise(seq)]
+    # Within a batch every step goes down; only a new batch steps up.
+    assert len(given) >= 4
+    assert sum(step < 0 for step in steps) > sum(step > 0 for step in steps), by_thread
 
 
 # -- servers that ignore Range -------------------------------------------------------------------
