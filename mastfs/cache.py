@@ -354,29 +354,15 @@ class _BlockDisk(diskcache.Disk):
             if views is not None:
                 # The blocks are page-aligned views of the range response (fetch receives into
                 # a `buffers` pool buffer): written as they are, no copy into a scratch buffer.
-                last = views.pop()
-                cut = len(last) - len(last) % _DIRECT_ALIGN
-                _writev_all(fd, [*views, last[:cut]] if cut else views, 0)
-                if cut < len(last):
-                    # The unaligned tail (a product's last block) goes through the page cache.
-                    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-                    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
-                    _write_all(fd, last[cut:], total - len(last) + cut)
+                _write_direct(fd, views)
             elif self._direct:
                 with self._buffer(total) as (buffer, address):
                     offset = 0
                     for data in blocks:
                         _copy_to(address + offset, data)
                         offset += len(data)
-                    aligned = total - total % _DIRECT_ALIGN
                     with memoryview(buffer) as view:
-                        _write_all(fd, view[:aligned], 0)
-                        if aligned < total:
-                            # The unaligned tail (a product's last block) goes through the page
-                            # cache.
-                            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-                            fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
-                            _write_all(fd, view[aligned:total], aligned)
+                        _write_direct(fd, [view[:total]])
             else:
                 offset = 0
                 for data in blocks:
@@ -466,6 +452,19 @@ def _direct_views(blocks: Sequence[Block]) -> list[memoryview] | None:
             return None
         views.append(data.cast("B"))
     return views or None
+
+
+def _write_direct(fd: int, views: list[memoryview]) -> None:
+    """Write page-aligned views from offset 0 to an `O_DIRECT` file: all but the last are whole
+    pages; the last one's unaligned tail (a product's last block) goes through the page cache."""
+    last = views[-1]
+    cut = len(last) - len(last) % _DIRECT_ALIGN
+    head = [*views[:-1], last[:cut]] if cut else views[:-1]
+    _writev_all(fd, head, 0)
+    if cut < len(last):
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        _write_all(fd, last[cut:], sum(len(view) for view in head))
 
 
 def _writev_all(fd: int, views: list[memoryview], offset: int) -> None:
