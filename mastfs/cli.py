@@ -11,7 +11,6 @@ import errno
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from mastfs import __version__
+from mastfs import __version__, system
 
 if TYPE_CHECKING:
     from mastfs.archive import Query
@@ -595,20 +594,18 @@ def _spawn_daemon(args: argparse.Namespace, cache_dir: Path) -> int:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from mastfs.mount import is_mastfs_mount, pidfile_for
+    from mastfs.mount import pidfile_for
 
     mountpoint = Path(os.path.abspath(args.mountpoint))
-    if not is_mastfs_mount(mountpoint):
+    if not system.is_mastfs_mount(mountpoint):
         fail(f"{args.mountpoint} is not a mastfs mount")
     pidfile = pidfile_for(mountpoint)
     try:
         pid: int | None = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         pid = None
-    tool = shutil.which("fusermount3") or shutil.which("fusermount") or "umount"
-    cmd = [tool, "-u", *(["-z"] if args.lazy else []), str(mountpoint)]
-    if tool == "umount":
-        cmd = ["umount", *(["-l"] if args.lazy else []), str(mountpoint)]
+    cmd = system.unmount_command(mountpoint, lazy=args.lazy)
+    tool = cmd[0]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         reason = (done.stderr or done.stdout).strip().splitlines()
@@ -618,32 +615,16 @@ def cmd_umount(args: argparse.Namespace) -> int:
         fail(f"cannot unmount {args.mountpoint}: {text}")
     if pid is not None:
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and system.pid_alive(pid):
             time.sleep(0.05)
-        if _alive(pid):
+        if system.pid_alive(pid):
             fail(f"unmounted, but the mount process {pid} has not exited")
     return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return status != "Z"
-
-
 def cmd_select(args: argparse.Namespace) -> int:
-    from mastfs.mount import is_mastfs_mount
-
     mountpoint = Path(os.path.abspath(args.mountpoint))
-    if not is_mastfs_mount(mountpoint):
+    if not system.is_mastfs_mount(mountpoint):
         fail(f"{args.mountpoint} is not a mastfs mount")
     if _has_selection_args(args):
         selection = selection_from_args(args)

@@ -22,6 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
+from mastfs import system
 from mastfs.cache import Block, BlockCache
 from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
 from mastfs.fs import MastOperations
@@ -66,27 +67,10 @@ class MountOptions:
 # -- checks that need no network ---------------------------------------------------------------
 
 
-def mounted_paths() -> dict[str, tuple[str, str]]:
-    """Mount point -> (fstype, "major:minor") from /proc/self/mountinfo."""
-    found: dict[str, tuple[str, str]] = {}
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return found
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        parts = left.split()
-        if len(parts) < 5 or not right:
-            continue
-        point = parts[4].encode().decode("unicode_escape")
-        found[point] = (right.split()[0], parts[2])
-    return found
-
-
 def check_mountpoint(path: Path) -> Path:
     """The mount point must be an existing, empty, not yet mounted directory."""
     resolved = Path(os.path.abspath(path))
-    if str(resolved) in mounted_paths():
+    if system.is_mounted(resolved):
         raise MountError(f"{path} is already a mount point (run: mastfs umount {path})")
     if not resolved.exists():
         raise MountError(f"mount point {path} does not exist (create it with: mkdir -p {path})")
@@ -280,40 +264,28 @@ async def tune_readahead(mountpoint: Path, readahead_kb: int) -> None:
     """Raise the FUSE connection's readahead above the kernel's 128 KiB default.
 
     Buffered reads reach a FUSE filesystem in requests of at most `read_ahead_kb`; pyfuse3's
-    per-request overhead (~0.3 ms) dominates at 128 KiB (baselines.md: 0.37 GB/s at 128 KiB,
-    4.1 GB/s at 1 MiB). The kernel sets the value when it processes the reply to FUSE INIT, which
-    happens after `pyfuse3.main()` starts, so the value is written until it reads back. Needs
-    root; without it the kernel default stays and `--debug` says so.
+    per-request overhead dominates at 128 KiB (docs/performance.md). The kernel sets the value
+    when it processes the reply to FUSE INIT, which happens after `pyfuse3.main()` starts, so the
+    value is written until it reads back. Needs root; without it the kernel default stays and
+    `--debug` says so.
     """
     if readahead_kb <= 0:
         return
-    device = mounted_paths().get(str(Path(os.path.abspath(mountpoint))))
-    if device is None:
+    if system.device_of(mountpoint) is None:
         log.debug("readahead: %s not found in mountinfo", mountpoint)
         return
-    bdi = Path("/sys/class/bdi") / device[1] / "read_ahead_kb"
     for _ in range(100):
         await trio.sleep(0.02)
         try:
-            bdi.write_text(str(readahead_kb))
-            if int(bdi.read_text()) == readahead_kb:
-                log.debug("readahead: %s = %d KiB", bdi, readahead_kb)
+            if system.set_readahead_kb(mountpoint, readahead_kb):
+                log.debug("readahead: %s = %d KiB", mountpoint, readahead_kb)
                 break
         except (OSError, ValueError) as exc:
             reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else exc
-            log.debug("readahead: cannot raise %s (%s); kernel default applies", bdi, reason)
+            log.debug(
+                "readahead: cannot raise it for %s (%s); kernel default applies", mountpoint, reason
+            )
             return
     else:
-        log.debug("readahead: %s did not keep %d KiB", bdi, readahead_kb)
-    minor = device[1].partition(":")[2]
-    conn = Path("/sys/fs/fuse/connections") / minor
-    for name, value in (("max_background", 64), ("congestion_threshold", 48)):
-        try:
-            (conn / name).write_text(str(value))
-        except OSError as exc:
-            log.debug("fuse connection %s: cannot set %s: %s", minor, name, exc)
-
-
-def is_mastfs_mount(path: Path) -> bool:
-    entry = mounted_paths().get(str(Path(os.path.abspath(path))))
-    return entry is not None and entry[0] in ("fuse.mastfs", "fuse")
+        log.debug("readahead: %s did not keep %d KiB", mountpoint, readahead_kb)
+    system.tune_fuse_connection(mountpoint)

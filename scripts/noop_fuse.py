@@ -31,6 +31,8 @@ from typing import cast
 import pyfuse3
 import trio
 
+from mastfs import system
+
 log = logging.getLogger("noop_fuse")
 
 ROOT_INODE = cast(pyfuse3.InodeT, pyfuse3.ROOT_INODE)
@@ -122,28 +124,14 @@ def tune_readahead(mountpoint: Path, readahead_kb: int) -> str:
     """Set the mount's readahead and connection limits as mastfs does; returns what was set."""
     if readahead_kb <= 0:
         return "kernel default"
-    target = os.path.abspath(mountpoint)
-    device = None
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        parts = line.split(" - ")[0].split()
-        if len(parts) >= 5 and parts[4] == target:
-            device = parts[2]
-    if device is None:
+    if system.device_of(mountpoint) is None:
         return "mount not found"
-    bdi = Path("/sys/class/bdi") / device / "read_ahead_kb"
     try:
-        bdi.write_text(str(readahead_kb))
+        system.set_readahead_kb(mountpoint, readahead_kb)
     except OSError as exc:
         return f"not set ({exc.strerror})"
-    note = f"{bdi.read_text().strip()} KiB"
-    # Like mastfs, best effort: the files exist only where fusectl is mounted.
-    conn = Path("/sys/fs/fuse/connections") / device.partition(":")[2]
-    try:
-        (conn / "max_background").write_text("64")
-        (conn / "congestion_threshold").write_text("48")
-    except OSError:
-        note += ", max_background unchanged (no fusectl)"
-    return note
+    system.tune_fuse_connection(mountpoint)
+    return f"{system.read_readahead_kb(mountpoint)} KiB"
 
 
 async def serve(mountpoint: Path, readahead_kb: int) -> None:

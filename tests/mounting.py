@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from mastfs import system
+from mastfs.system import mounted_paths
+
 MASTFS = [sys.executable, "-m", "mastfs"]
 
 
 def fuse_mounts() -> list[str]:
-    from mastfs.mount import mounted_paths
-
     return [point for point, (fstype, _) in mounted_paths().items() if fstype == "fuse.mastfs"]
 
 
@@ -60,24 +59,11 @@ def _daemon_pid(mountpoint: Path) -> int | None:
 
 def process_gone(pid: int) -> bool:
     """True once `pid` has exited; a zombie waiting for its (re)parent to reap it counts."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state in ("Z", "X")
+    return not system.pid_alive(pid)
 
 
 def force_unmount(path: Path, pid: int | None) -> None:
-    if is_mounted(path):
-        subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True, timeout=30)
-    if pid is not None:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if process_gone(pid):
-                return
-            time.sleep(0.05)
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    system.force_unmount(path, pid)
 
 
 @contextmanager
