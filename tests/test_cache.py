@@ -509,7 +509,7 @@ async def test_a_full_disk_does_not_fail_reads(
 
     caplog.set_level(logging.WARNING, logger="mastfs.cache")
     async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
-        monkeypatch.setattr(cache._disk, "set", full)
+        monkeypatch.setattr(cache.disk.index.db, "set", full)
         for offset in (0, MiB, 2 * MiB):
             assert await cache.read(f.uri, f.size, offset, 4096) == sim.expected(
                 f.uri, offset, 4096

@@ -1,6 +1,6 @@
 """cache.py's disk layout: run files, O_DIRECT and its fallback, eviction of a run, old layouts.
 
-Blocks of one range response share one run file (`_BlockDisk`); these tests check that a run
+Blocks of one range response share one run file (`RunDisk`); these tests check that a run
 reads back byte-exact after a remount, that losing one of its rows never serves wrong bytes,
 that a filesystem without O_DIRECT works the same, and that blocks stored by the stock
 diskcache layout (cache directories of earlier versions) are still served.
@@ -20,7 +20,9 @@ import diskcache
 import pytest
 
 from mastfs.buffers import BufferPool
-from mastfs.cache import BlockCache, _block_key, _BlockDisk, _meta_key, _tag, identity_of
+from mastfs.cache import BlockCache, identity_of
+from mastfs.cache.runfiles import RunDisk
+from mastfs.cache.store import block_key, meta_key, tag_of
 from mastfs.fetch import Fetcher
 from tests.fetch_support import FAST_RETRY, MiB, Sim
 
@@ -74,16 +76,16 @@ async def test_a_lost_row_makes_its_run_a_miss_never_wrong_bytes(sim: Sim, tmp_p
     async with cache_on(tmp_path, sim.url) as cache:
         await read_range(cache, f, 0, 16 * MiB)
         await cache.wait_idle()
-        identity = identity_of(cache._meta[f.uri])
+        identity = identity_of(cache.versions.current(f.uri).info)
 
         def run_of(index: int) -> str:
-            ref = cache._disk.get(_block_key(f.uri, identity, index), read=True)
+            ref = cache.disk.index.db.get(block_key(f.uri, identity, index), read=True)
             return str(ref.filename).rpartition("@")[0]
 
         siblings = [index for index in range(16) if run_of(index) == run_of(9)]
         assert len(siblings) > 1
         # Eviction removes rows one by one; the first removal deletes the whole run file.
-        assert cache._disk.delete(_block_key(f.uri, identity, 9))
+        assert cache.disk.index.db.delete(block_key(f.uri, identity, 9))
     sim.reset_stats()
     async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         for index in range(16):
@@ -115,14 +117,14 @@ async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
     identity = identity_of(info)
     # What an earlier version left: one diskcache value file per block, and the product record.
     with diskcache.Cache(str(tmp_path)) as disk:
-        disk.set(_meta_key(f.uri), json.dumps([info.size, info.etag, info.last_modified]))
+        disk.set(meta_key(f.uri), json.dumps([info.size, info.etag, info.last_modified]))
         for index in (0, 1):
             data = sim.expected(f.uri, index * MiB, MiB)
             disk.set(
-                _block_key(f.uri, identity, index),
+                block_key(f.uri, identity, index),
                 io.BytesIO(data),
                 read=True,
-                tag=_tag(f.uri, identity),
+                tag=tag_of(f.uri, identity),
             )
     sim.reset_stats()
     async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
@@ -183,7 +185,7 @@ def test_aligned_blocks_are_written_as_they_are_and_others_through_the_scratch_b
     body = pool.take(3 * MiB + 1234)  # a product's last run: its tail is not a whole page
     body[:] = os.urandom(len(body))
     blocks = [body[i : i + MiB] for i in range(0, len(body), MiB)]
-    disk = _BlockDisk(str(tmp_path / "direct"))
+    disk = RunDisk(str(tmp_path / "direct"))
     stored = disk.write_run("tag", 0, blocks)
     back = disk.read_many(stored)
     assert back == [bytes(b) for b in blocks]
@@ -193,7 +195,7 @@ def test_aligned_blocks_are_written_as_they_are_and_others_through_the_scratch_b
     assert all(isinstance(b, memoryview) and b.readonly for b in back)
 
     unaligned = [memoryview(bytearray(os.urandom(MiB))), os.urandom(MiB // 2)]
-    other = _BlockDisk(str(tmp_path / "copied"))
+    other = RunDisk(str(tmp_path / "copied"))
     stored = other.write_run("tag", 0, unaligned)
     assert len(other._buffers) == 1
     assert other.read_many(stored) == [bytes(b) for b in unaligned]

@@ -1,0 +1,301 @@
+"""The on-disk store: a diskcache index of blocks and product records, over run files.
+
+`BlockIndex` is the blocking side (SQLite and file I/O, called in worker threads with plain
+values; it returns results and keeps its own lock). `DiskTier` is the trio side the cache talks
+to: it queues calls on capacity limiters, counts and logs failures once, and remembers which
+products cannot be on disk yet.
+
+Rows are keyed by (dataURI, version identity, block index) and tagged by (dataURI, identity);
+a product's record (its last known size, ETag, Last-Modified) is a JSON row of its own. Nothing
+here is pickled on the way in; values are `Stored` references into run files, raw bytes (the
+stock layout of earlier versions) or JSON text. Eviction is by store time: diskcache's
+"least-recently-used" turns every get into an SQLite write, and parallel readers then queued on
+the write lock (15 ms per 1 MiB block instead of 0.1 ms, docs/performance.md).
+
+A failing disk (full, read-only) is logged once and reads are served from memory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import diskcache
+import trio
+
+from mastfs.cache.blocks import Block
+from mastfs.cache.runfiles import RunDisk, Stored
+from mastfs.cache.stats import Counters
+from mastfs.fetch import RemoteInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Threads writing blocks to disk at once. A run's O_DIRECT write waits for the device, and with
+# one writer cold reads spent a third of their time waiting for it (docs/performance.md).
+DISK_WRITERS = 3
+# What `get_part` answers for a block without a row.
+ABSENT = object()
+
+
+def block_key(uri: str, identity: str, index: int) -> str:
+    return json.dumps(["b", uri, identity, index])
+
+
+def meta_key(uri: str) -> str:
+    return json.dumps(["m", uri])
+
+
+def tag_of(uri: str, identity: str) -> str:
+    return json.dumps([uri, identity])
+
+
+class BlockIndex:
+    """diskcache over run files (blocking).
+
+    `retire` orders row writes against eviction: a product's old version is retired (its tag
+    recorded and its rows evicted) under the same lock that `put_many` holds while it commits,
+    so rows of a retired version either land before the eviction, which drops them, or are
+    refused. Failures are kept in `failures` for the trio side to count and log.
+    """
+
+    def __init__(self, directory: Path, size_limit: int) -> None:
+        self.directory = Path(directory)
+        self.size_limit = size_limit
+        self.db = diskcache.Cache(
+            str(self.directory),
+            size_limit=size_limit,
+            eviction_policy="least-recently-stored",
+            tag_index=True,
+            disk=RunDisk,
+            # Automatic culling runs three more statements in every `set`; `put_many` culls
+            # once per run instead (diskcache's documented alternative).
+            cull_limit=0,
+        )
+        self._lock = threading.Lock()
+        self._retired: set[str] = set()
+        self._failures: list[tuple[str, Exception]] = []
+
+    @property
+    def runs(self) -> RunDisk:
+        return cast(RunDisk, self.db.disk)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def take_failures(self) -> list[tuple[str, Exception]]:
+        with self._lock:
+            failures, self._failures = self._failures, []
+        return failures
+
+    def _failed(self, action: str, exc: Exception) -> None:
+        with self._lock:
+            self._failures.append((action, exc))
+
+    def get_many(self, keys: Sequence[str]) -> list[Block | None]:
+        """The blocks at `keys` (None where absent or unreadable), one disk read per stretch
+        of a run file."""
+        found: list[Any] = []
+        for key in keys:
+            try:
+                value = self.db.get(key, default=None, read=True, retry=True)
+                if isinstance(value, io.IOBase):
+                    # A block file of the stock layout (an older cache directory).
+                    with value:
+                        value = value.read()
+            except Exception as exc:
+                self._failed("read", exc)
+                value = None
+            found.append(value)
+        refs = [value for value in found if isinstance(value, Stored)]
+        read = iter(self.runs.read_many(refs)) if refs else iter(())
+        out: list[Block | None] = []
+        for value in found:
+            if isinstance(value, Stored):
+                value = next(read)
+            out.append(value if isinstance(value, bytes | memoryview) else None)
+        return out
+
+    def get_part(self, key: str, length: int, lo: int, hi: int) -> Block | object | None:
+        """Bytes [lo, hi) of a stored block of `length` bytes; `ABSENT` without a row; None
+        when the row is there but its bytes could not be read (the caller then tries the usual
+        way)."""
+        try:
+            value = self.db.get(key, default=ABSENT, read=True, retry=True)
+            if value is ABSENT:
+                return ABSENT
+            if isinstance(value, Stored):
+                if value.size != length:
+                    return None
+                return self.runs.read_part(value, lo, hi)
+            if isinstance(value, io.IOBase):
+                with value:
+                    value = value.read()
+            if isinstance(value, bytes) and len(value) == length:
+                return value[lo:hi]
+        except Exception as exc:
+            self._failed("read", exc)
+        return None
+
+    def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
+        """Store blocks of one version, each run of consecutive ones as one run file whose rows
+        are committed in one transaction (a crash never leaves a short block behind)."""
+        tag = tag_of(uri, identity)
+        if tag in self._retired:
+            return  # the contents changed while this write waited: the blocks are stale
+        runs: list[list[tuple[int, Block]]] = []
+        for index, data in sorted(blocks, key=lambda item: item[0]):
+            if runs and runs[-1][-1][0] + 1 == index:
+                runs[-1].append((index, data))
+            else:
+                runs.append([(index, data)])
+        for run in runs:
+            try:
+                stored = self.runs.write_run(tag, run[0][0], [data for _, data in run])
+            except Exception as exc:
+                self._failed("write", exc)
+                return
+            try:
+                # The lock also queues this process's writers on a Python lock (SQLite's busy
+                # handler would put the loser to sleep for milliseconds at a time).
+                with self._lock:
+                    if tag in self._retired:
+                        self.runs.remove(stored[0].filename)
+                        return
+                    with self.db.transact(retry=True):
+                        for (index, _), value in zip(run, stored, strict=True):
+                            self.db.set(block_key(uri, identity, index), value, tag=tag, retry=True)
+                    if self.db.volume() > self.size_limit:
+                        self.db.cull(retry=True)
+            except Exception as exc:
+                self.runs.remove(stored[0].filename)
+                self._failed("write", exc)
+                return
+
+    def get_meta(self, uri: str) -> RemoteInfo | None:
+        try:
+            raw = self.db.get(meta_key(uri), default=None, retry=True)
+        except Exception as exc:
+            self._failed("read", exc)
+            return None
+        if not isinstance(raw, str):
+            return None
+        try:
+            size, etag, last_modified = json.loads(raw)
+            return RemoteInfo(int(size), etag, last_modified)
+        except (ValueError, TypeError):
+            return None
+
+    def put_meta(self, uri: str, info: RemoteInfo) -> None:
+        raw = json.dumps([info.size, info.etag, info.last_modified])
+        try:
+            with self._lock:
+                self.db.set(meta_key(uri), raw, retry=True)
+        except Exception as exc:
+            self._failed("write", exc)
+
+    def retire(self, uri: str, old_identity: str, new_identity: str) -> None:
+        """A product moved from one version to another: drop the old one's rows and refuse
+        rows of it from now on (a product may also come back to a version it had)."""
+        old = tag_of(uri, old_identity)
+        try:
+            with self._lock:
+                self._retired.add(old)
+                self._retired.discard(tag_of(uri, new_identity))
+                self.db.evict(old, retry=True)
+        except Exception as exc:
+            self._failed("evict", exc)
+
+
+class DiskTier:
+    """The trio side of the store (see the module docstring).
+
+    Every call goes to a worker thread: any SQLite call can wait up to the 60 s connection
+    timeout on another process's lock, which must never stall the trio loop. The hot path
+    (memory-tier hits) never comes here.
+    """
+
+    def __init__(self, index: BlockIndex, counters: Counters, readers: int) -> None:
+        self.index = index
+        self._counters = counters
+        self._read_limiter = trio.CapacityLimiter(readers)
+        self._write_limiter = trio.CapacityLimiter(DISK_WRITERS)
+        self._failure_logged = False
+        # Products without a record on disk when this process first looked, and the blocks it
+        # has stored of them since: other blocks of theirs cannot be on disk (save for another
+        # process filling the same directory meanwhile, which costs a refetch, nothing worse).
+        self._new_here: dict[str, set[int]] = {}
+
+    @property
+    def directory(self) -> Path:
+        return self.index.directory
+
+    # -- what may be on disk ------------------------------------------------------------------
+
+    def mark_new(self, uri: str) -> None:
+        """The product had no record on disk when this process first looked."""
+        self._new_here.setdefault(uri, set())
+
+    def note_written(self, uri: str, indices: Sequence[int]) -> None:
+        written = self._new_here.get(uri)
+        if written is not None:
+            written.update(indices)
+
+    def may_hold(self, uri: str, indices: Sequence[int]) -> bool:
+        written = self._new_here.get(uri)
+        return written is None or any(index in written for index in indices)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def get_many(self, keys: Sequence[str]) -> list[Block | None]:
+        return await self._read(self.index.get_many, list(keys))
+
+    async def get_part(self, key: str, length: int, lo: int, hi: int) -> Block | object | None:
+        return await self._read(self.index.get_part, key, length, lo, hi)
+
+    async def get_meta(self, uri: str) -> RemoteInfo | None:
+        return await self._read(self.index.get_meta, uri)
+
+    async def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
+        await self._write(self.index.put_many, uri, identity, list(blocks))
+
+    async def put_meta(self, uri: str, info: RemoteInfo) -> None:
+        await self._write(self.index.put_meta, uri, info)
+
+    async def retire(self, uri: str, old_identity: str, new_identity: str) -> None:
+        await self._write(self.index.retire, uri, old_identity, new_identity)
+
+    async def close(self) -> None:
+        await trio.to_thread.run_sync(self.index.close)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._read_limiter:
+            result = await trio.to_thread.run_sync(fn, *args)
+        self._count_failures()
+        return result
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._write_limiter:
+            result = await trio.to_thread.run_sync(fn, *args)
+        self._count_failures()
+        return result
+
+    def _count_failures(self) -> None:
+        for action, exc in self.index.take_failures():
+            self._counters.disk_errors += 1
+            if not self._failure_logged:
+                self._failure_logged = True
+                log.warning(
+                    "block cache %s: cannot %s (%s); serving from memory",
+                    self.directory,
+                    action,
+                    exc,
+                )
+            else:
+                log.debug("block cache: cannot %s: %s", action, exc)
