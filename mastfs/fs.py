@@ -1,4 +1,4 @@
-"""The FUSE operations: look up in the mount state, delegate bytes to the block cache.
+"""The FUSE front end of the core: look up in its snapshot, delegate bytes to it.
 
 This is the only module that knows errno. Every handler turns failures into `FUSEError`: in
 pyfuse3 any other exception escapes the main loop and kills the mount.
@@ -22,10 +22,11 @@ import trio
 from pyfuse3 import FileHandleT, FUSEError, InodeT
 
 from mastfs import fetch
-from mastfs.cache import Block, BlockCache
+from mastfs.cache import Block
+from mastfs.core import Core
 from mastfs.model import Product
 from mastfs.selection import Selection, SelectionError, format_summary, product_level
-from mastfs.state import MountState, Snapshot
+from mastfs.state import Snapshot
 from mastfs.tree import ROOT_INODE, Entry
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,12 @@ class _Handle:
 
 
 class MastOperations(pyfuse3.Operations):
-    """A read-only view of `MountState`; product bytes come from `BlockCache`."""
+    """A read-only view of the core's snapshot; product bytes come from the core.
+
+    State: `core`; open file handles (`_handles`); how many times the kernel has been given
+    each inode (`_lookups`, so entries a re-selection removed stay answerable until the kernel
+    forgets them: `_retired`); whether the kernel takes readahead (`_can_store`).
+    """
 
     supports_dot_lookup = False
     enable_writeback_cache = False
@@ -94,18 +100,18 @@ class MastOperations(pyfuse3.Operations):
 
     def __init__(
         self,
-        state: MountState,
-        cache: BlockCache,
+        core: Core,
         spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
     ) -> None:
         super().__init__()
-        self.state = state
-        self.cache = cache
+        self.core = core
+        self.state = core.state
         self._spawn = spawn
         self._handles: dict[int, _Handle] = {}
         self._next_fh = itertools.count(1)
         self._uid = os.getuid()
         self._gid = os.getgid()
+        self._lookups: dict[int, int] = {}
         # Entries of earlier snapshots stay answerable while the kernel may still hold them.
         self._retired: dict[int, Entry] = {}
         self._can_store = True
@@ -152,11 +158,11 @@ class MastOperations(pyfuse3.Operations):
         return attr
 
     async def _render_views(self, snap: Snapshot) -> None:
-        # A virtual file's size is its content's: render a stale manifest in a worker thread
-        # (~50 ms for 10,000 products) rather than on the trio thread, which every FUSE
-        # request waits for. `_attr` then finds it cached.
-        if not self.state.manifest_current(snap):
-            await trio.to_thread.run_sync(self.state.manifest, snap)
+        # A virtual file's size is its content's: `_attr` finds it rendered.
+        await self.core.render_views(snap)
+
+    def _looked_up(self, inode: int) -> None:
+        self._lookups[inode] = self._lookups.get(inode, 0) + 1
 
     @fuse_errors
     async def lookup(
@@ -168,7 +174,9 @@ class MastOperations(pyfuse3.Operations):
             raise FUSEError(errno.ENOENT)
         if entry.virtual is not None:
             await self._render_views(snap)
-        return self._attr(entry, snap)
+        attr = self._attr(entry, snap)
+        self._looked_up(entry.inode)
+        return attr
 
     @fuse_errors
     async def getattr(
@@ -181,8 +189,15 @@ class MastOperations(pyfuse3.Operations):
         return self._attr(entry, snap)
 
     async def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
-        # Inodes are derived from archive identities and live as long as the mount.
-        return None
+        # Inodes are derived from archive identities: only the counts need keeping, and
+        # retired entries can go once the kernel holds them no more.
+        for inode, nlookup in inode_list:
+            left = self._lookups.get(inode, 0) - nlookup
+            if left > 0:
+                self._lookups[inode] = left
+            else:
+                self._lookups.pop(inode, None)
+                self._retired.pop(inode, None)
 
     # -- directories ---------------------------------------------------------------------------
 
@@ -204,6 +219,7 @@ class MastOperations(pyfuse3.Operations):
             attr = self._attr(child, snap)
             if not pyfuse3.readdir_reply(token, os.fsencode(child.name), attr, index + 1):
                 break
+            self._looked_up(child.inode)
 
     async def releasedir(self, fh: FileHandleT) -> None:
         return None
@@ -227,15 +243,7 @@ class MastOperations(pyfuse3.Operations):
             self._handles[fh] = _Handle(entry, content)
             # Virtual files change on re-selection: no page cache, sizes from the frozen bytes.
             return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=True, keep_cache=False)
-        product = cast(Product, entry.product)
-        if product.is_exclusive and not self.state.can_read(product):
-            self.state.record_error(product.dataURI, "not authorized")
-            raise FUSEError(errno.EACCES)
-        try:
-            await self.cache.open(product.dataURI, product.size)
-        except fetch.NotAuthorized:
-            self.state.record_error(product.dataURI, "not authorized")
-            raise
+        await self.core.open_product(cast(Product, entry.product))
         self._handles[fh] = _Handle(entry, None)
         # Products are immutable: keep the kernel page cache across opens (astropy's mmap and
         # repeated reads rely on it); direct_io would break MAP_SHARED.
@@ -249,20 +257,9 @@ class MastOperations(pyfuse3.Operations):
         if handle.content is not None:
             return handle.content[off : off + size]
         product = cast(Product, handle.entry.product)
-        if off >= product.size:
-            return b""
-        length = min(size, product.size - off)
-        try:
-            # A view of a cached block, not a copy (the stub says bytes; pyfuse3 takes any
-            # contiguous buffer and copies it into the kernel before the next request).
-            return cast(bytes, await self.cache.read(product.dataURI, product.size, off, length))
-        except fetch.NotAuthorized:
-            self.state.record_error(product.dataURI, "not authorized")
-            raise
-        except fetch.FetchError as exc:
-            log.warning("read failed: %s bytes %d-%d: %s", product.dataURI, off, off + length, exc)
-            self.state.record_error(product.dataURI, str(exc) or type(exc).__name__)
-            raise
+        # A view of a cached block, not a copy (the stub says bytes; pyfuse3 takes any
+        # contiguous buffer and copies it into the kernel before the next request).
+        return cast(bytes, await self.core.read_product(product, off, size))
 
     async def release(self, fh: FileHandleT) -> None:
         self._handles.pop(fh, None)
@@ -278,7 +275,7 @@ class MastOperations(pyfuse3.Operations):
             return {
                 XATTR_SELECTION.decode(): snap.selection.to_json(),
                 XATTR_SUMMARY.decode(): format_summary(snap.summary, self.state.user),
-                XATTR_CACHE.decode(): json.dumps(self.cache.stats(), sort_keys=True),
+                XATTR_CACHE.decode(): json.dumps(self.core.stats(), sort_keys=True),
             }
         if entry.product is None:
             return {}
@@ -316,10 +313,9 @@ class MastOperations(pyfuse3.Operations):
         await self.reselect(selection)
 
     async def reselect(self, selection: Selection) -> Snapshot:
-        old = self.state.snapshot
-        new = await trio.to_thread.run_sync(self.state.reselect, selection)
+        old, new = await self.core.reselect(selection)
         for inode in old.tree.inodes():
-            if new.tree.entry(inode) is None:
+            if new.tree.entry(inode) is None and self._lookups.get(inode):
                 entry = old.tree.entry(inode)
                 if entry is not None:
                     self._retired[inode] = entry

@@ -23,7 +23,7 @@ import trio
 
 from mastfs import archive as archive_mod
 from mastfs import system
-from mastfs.cache import Block, BlockCache
+from mastfs.core import open_core
 from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
 from mastfs.fs import MastOperations
 from mastfs.model import Product, User
@@ -189,34 +189,25 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
 
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
-        # The cache reports a product whose content changed (new ETag or size); the operations
-        # then drop the kernel's cached pages of that file. Created below, hence the holder.
-        operations: list[MastOperations] = []
-
-        def content_changed(uri: str) -> None:
-            for ops_ in operations:
-                ops_.content_changed(uri)
-
-        def prefetched(uri: str, offset: int, data: Block) -> None:
-            for ops_ in operations:
-                ops_.store_prefetched(uri, offset, data)
-
-        cache = await stack.enter_async_context(
-            BlockCache.open_cache(
-                fetcher,
-                opts.cache_dir / "blocks",
-                size_limit=opts.cache_size,
+        core = await stack.enter_async_context(
+            open_core(
+                state,
+                server=opts.server,
+                token=opts.token,
+                cache_dir=opts.cache_dir,
+                cache_size=opts.cache_size,
+                timeout=opts.timeout,
                 nursery=nursery,
-                on_change=content_changed,
-                on_prefetched=prefetched,
             )
         )
 
         def spawn(fn: Callable[[], Awaitable[None]]) -> None:
             nursery.start_soon(fn)
 
-        ops = MastOperations(state, cache, spawn=spawn)
-        operations.append(ops)
+        # The FUSE front end: it drops the kernel's pages of a product whose content changed
+        # and takes readahead into them.
+        ops = MastOperations(core, spawn=spawn)
+        core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and
         # `mastfs select` works by setting `user.mastfs.selection` on the root. Every
@@ -231,10 +222,12 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             pyfuse3.init(ops, str(opts.mountpoint), options)
         except RuntimeError as exc:
             raise MountError(f"cannot mount {opts.mountpoint}: {exc}") from exc
-        unmount = True
+        # Unmounted on the way out only when the main loop ended normally (unmounted or
+        # signalled); after a crash the mount point is left for `mastfs umount`, as s3ql does.
+        clean_exit = False
 
         def close() -> None:
-            pyfuse3.close(unmount=unmount)
+            pyfuse3.close(unmount=clean_exit)
 
         stack.callback(close)
         nursery.start_soon(tune_readahead, opts.mountpoint, opts.readahead_kb)
@@ -249,6 +242,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             + (" [offline: query result from cache]" if result.from_cache else "")
         )
         await pyfuse3.main()
+        clean_exit = True
         log.info("unmounted %s", opts.mountpoint)
 
 

@@ -83,6 +83,8 @@ class MountState:
                 self._errors_version += 1
 
     def clear_error(self, dataURI: str) -> None:
+        if dataURI not in self._errors:
+            return  # every successful read comes here: no lock unless there is an error
         with self._lock:
             if self._errors.pop(dataURI, None) is not None:
                 self._errors_version += 1

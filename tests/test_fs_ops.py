@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pyfuse3
 
+from mastfs.core import Core
 from mastfs.fs import MastOperations
 from mastfs.selection import Selection
 from mastfs.state import MountState, Snapshot
@@ -34,7 +35,7 @@ def ctx() -> pyfuse3.RequestContext:
 async def test_the_manifest_is_never_rendered_on_the_trio_thread() -> None:
     state = RecordingState(products(), Selection(), "nested", None)
     # No cache is needed for the virtual files.
-    ops = MastOperations(state, cache=cast(Any, None))
+    ops = MastOperations(Core(state, cache=cast(Any, None)))
     trio_thread = threading.current_thread()
 
     first, second = state.snapshot.selected[0], state.snapshot.selected[-1]

@@ -24,7 +24,14 @@ PURE = {
     "mastfs.selection": {"mastfs.model", "mastfs.jsregex"},
     "mastfs.tree": {"mastfs.model"},
     "mastfs.views": {"mastfs.model", "mastfs.selection", "mastfs.tree"},
+    # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
+    "mastfs.cache.blocks": set(),
+    "mastfs.cache.readahead": set(),
+    "mastfs.cache.memory": {"mastfs.cache.blocks"},
+    "mastfs.cache.stats": set(),
 }
+# The FUSE front end and the wiring of a mount; the core below them does not know FUSE exists.
+FUSE_MODULES = {"mastfs.fs", "mastfs.mount"}
 SIM_ALLOWED_IMPORTERS = {"mastfs.cli", "mastfs.demo"}
 
 
@@ -94,6 +101,13 @@ def test_pure_layers_import_only_what_the_architecture_allows() -> None:
     for name, allowed in PURE.items():
         used = mastfs_targets(modules[name], names) - {name}
         assert used <= allowed, f"{name} imports {sorted(used - allowed)}"
+
+
+def test_only_the_fuse_front_end_imports_pyfuse3() -> None:
+    modules = mastfs_modules()
+    users = {name for name, found in modules.items() if "pyfuse3" in {top_level(n) for n in found}}
+    assert users <= FUSE_MODULES, f"{sorted(users - FUSE_MODULES)} import pyfuse3"
+    assert "mastfs.fs" in users  # the check sees imports at all
 
 
 def test_only_the_demo_entry_points_import_the_simulator() -> None:

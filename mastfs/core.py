@@ -1,0 +1,170 @@
+"""The core a front end drives: a query's products, selected and laid out, readable by range.
+
+`Core` joins the mount state (selection -> tree and views, `state.MountState`) to the block
+cache (`cache.BlockCache`, which reads through `fetch.Fetcher` with the token) and keeps the
+rules between them in one place: who may open a product, which failures the manifest shows and
+when it stops showing them, re-selection off the event loop. It does not know FUSE exists:
+`fs.py` is one front end of it; anything else that reads products (an fsspec filesystem, a
+warm-up command) drives the same object, with the same cache, versions, token and selection.
+
+Front ends that keep their own copies of product bytes (the kernel's page cache) register as
+`Listener`s to hear when a product's contents changed and to receive readahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+from mastfs.cache import Block, BlockCache
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
+from mastfs.model import Product
+from mastfs.selection import Selection, format_summary
+from mastfs.state import MountState, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    """A front end that holds product bytes of its own (FUSE: the kernel's page cache)."""
+
+    def content_changed(self, dataURI: str) -> None:
+        """The archive changed a product's bytes: drop what is held of them."""
+
+    def store_prefetched(self, dataURI: str, offset: int, data: Block) -> None:
+        """Readahead bytes of a product (called in a worker thread)."""
+
+
+class Core:
+    """One query's products and their bytes, for any front end."""
+
+    def __init__(self, state: MountState, cache: BlockCache) -> None:
+        self.state = state
+        self.cache = cache
+        self.listeners: list[Listener] = []
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.state.snapshot
+
+    def can_read(self, product: Product) -> bool:
+        return self.state.can_read(product)
+
+    # -- product bytes ---------------------------------------------------------------------------
+
+    async def open_product(self, product: Product) -> None:
+        """Check that the product may be read and revalidate it (`NotAuthorized`, `NotFound`).
+
+        Exclusive-access products of proposals this login cannot read are refused without
+        asking the archive.
+        """
+        if product.is_exclusive and not self.state.can_read(product):
+            self.state.record_error(product.dataURI, "not authorized")
+            raise NotAuthorized(f"{product.dataURI}: not authorized", 401)
+        try:
+            await self.cache.open(product.dataURI, product.size)
+        except NotAuthorized:
+            self.state.record_error(product.dataURI, "not authorized")
+            raise
+
+    async def read_product(self, product: Product, offset: int, length: int) -> Block:
+        """Up to `length` bytes at `offset`; a failure is shown in the manifest until the
+        product reads again."""
+        if offset >= product.size:
+            return b""
+        length = min(length, product.size - offset)
+        try:
+            data = await self.cache.read(product.dataURI, product.size, offset, length)
+        except NotAuthorized:
+            self.state.record_error(product.dataURI, "not authorized")
+            raise
+        except FetchError as exc:
+            log.warning(
+                "read failed: %s bytes %d-%d: %s", product.dataURI, offset, offset + length, exc
+            )
+            self.state.record_error(product.dataURI, str(exc) or type(exc).__name__)
+            raise
+        self.state.clear_error(product.dataURI)
+        return data
+
+    # -- what is shown ---------------------------------------------------------------------------
+
+    async def render_views(self, snap: Snapshot) -> None:
+        """Render a stale manifest in a worker thread (~50 ms for 10,000 products), never on
+        the event loop every request waits for; `virtual_content` then finds it cached."""
+        if not self.state.manifest_current(snap):
+            await trio.to_thread.run_sync(self.state.manifest, snap)
+
+    def virtual_content(self, name: str, snap: Snapshot) -> bytes:
+        return self.state.virtual_content(name, snap)
+
+    async def reselect(self, selection: Selection) -> tuple[Snapshot, Snapshot]:
+        """Compute the new selection's snapshot in a worker thread and swap it in; (old, new)."""
+        old = self.state.snapshot
+        new = await trio.to_thread.run_sync(self.state.reselect, selection)
+        return old, new
+
+    def summary_text(self) -> str:
+        return format_summary(self.state.snapshot.summary, self.state.user)
+
+    def stats(self) -> dict[str, int]:
+        return self.cache.stats()
+
+    # -- listeners (called by the cache) ---------------------------------------------------------
+
+    def _content_changed(self, dataURI: str) -> None:
+        for listener in self.listeners:
+            listener.content_changed(dataURI)
+
+    def _prefetched(self, dataURI: str, offset: int, data: Block) -> None:
+        for listener in self.listeners:
+            listener.store_prefetched(dataURI, offset, data)
+
+
+@asynccontextmanager
+async def open_core(
+    state: MountState,
+    *,
+    server: str,
+    token: str | None,
+    cache_dir: Path,
+    cache_size: int,
+    timeout: float,
+    nursery: trio.Nursery | None = None,
+    **cache_options: Any,
+) -> AsyncIterator[Core]:
+    """A `Core` over `state` with its HTTP client and block cache, closed on exit.
+
+    Blocks live in `cache_dir/blocks`, shared by every process using the same directory.
+    """
+    fetcher = Fetcher(server, token, RetryPolicy(deadline=timeout))
+    holder: list[Core] = []
+
+    def changed(uri: str) -> None:
+        for core in holder:
+            core._content_changed(uri)
+
+    def prefetched(uri: str, offset: int, data: Block) -> None:
+        for core in holder:
+            core._prefetched(uri, offset, data)
+
+    try:
+        async with BlockCache.open_cache(
+            fetcher,
+            cache_dir / "blocks",
+            size_limit=cache_size,
+            nursery=nursery,
+            on_change=changed,
+            on_prefetched=prefetched,
+            **cache_options,
+        ) as cache:
+            core = Core(state, cache)
+            holder.append(core)
+            yield core
+    finally:
+        fetcher.close()
