@@ -5,13 +5,10 @@ remount (`cache`). The blocks the cache keeps, hands to the kernel and writes to
 of such a buffer; nothing copies them on the way.
 
 Why not `bytearray(length)`: it writes zeros over the whole buffer before the body is written
-over them (2.7 % of all CPU samples of a cold 1 GiB read through the mount), and it is not
-page-aligned, so the disk writer had to copy every run into a scratch buffer for its `O_DIRECT`
-write (4.8 %), and a read after a remount copied every block out of one into `bytes` (9.5 % of
-that read's samples). Why not a fresh anonymous mapping each time: every page of it faults in on
-first touch, which on this project's VMs costs more than those copies (cold 1 GiB 0.49-0.61 GB/s
-at 2.2-2.8 daemon CPU-s, against 0.66-0.68 GB/s at 1.7 with `bytearray`). Figures and method:
-docs/performance.md, fourth round.
+over them, and it is not page-aligned, so every run would be copied for its `O_DIRECT` write and
+every block read after a remount copied into `bytes`. Why not a fresh anonymous mapping each
+time: every page of it faults in on first touch, which on this project's VMs costs more than
+those copies. Figures and method: docs/performance.md, fourth round.
 
 So mappings are kept. Each `take` wraps one in a ctypes array, which is the exporter of every
 view of that buffer; when the last view is released, the array is finalized and the mapping goes

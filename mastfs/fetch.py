@@ -17,10 +17,9 @@ servers that ignore `Range`). The rules, learned from the peers' bug trackers:
 The transport is the standard library's `http.client`, run in worker threads, over keep-alive
 connections shared by those threads. It replaced httpx (the project's first choice) on measured
 grounds (docs/performance.md, "Tuning notes"): a product body is received with `readinto`
-straight into the buffer the cache keeps, with the GIL released while the kernel copies, at
-0.26 CPU-s per GiB; httpx's async client handed each chunk through h11 and five generators on the
-trio thread, copying every byte three times, at 1.1 CPU-s per GiB (0.55 with 1 MiB socket
-reads), and that thread also answers every FUSE request. The async API is unchanged: each
+straight into the buffer the cache keeps, with the GIL released while the kernel copies, at a
+quarter of the CPU httpx's async client took, which copied every byte three times on the trio
+thread that also answers every FUSE request. The async API is unchanged: each
 attempt runs in a thread, retries and backoff stay on the trio side.
 """
 

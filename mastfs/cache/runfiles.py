@@ -51,9 +51,8 @@ class RunDisk(diskcache.Disk):
     diskcache stays the index: one row per block with its tag, store time and size, so eviction,
     tag invalidation, the size bound and sharing between processes work as before. What changes
     is where a block's bytes live. The stock `Disk` writes one file per value into a fresh
-    random directory; measured per GiB here that was 2.5-4 s of CPU (1,276 `mkdir` for 1,024
-    blocks, and buffered writes into page-cache pages the VM first has to fault in), and it
-    throttled cold reads. Here a run of consecutive blocks (one range response, up to 8 MiB) is
+    random directory, a `mkdir` and a buffered write per block, which throttled cold reads
+    (docs/performance.md, "Tuning notes"). Here a run of consecutive blocks (one range response, up to 8 MiB) is
     one file, written with one `O_DIRECT` write from a reused page-aligned buffer, in one
     directory per (product, identity); each block's row points into it.
 
@@ -240,7 +239,7 @@ class RunDisk(diskcache.Disk):
 
     def _read_direct(self, path: str, offset: int, total: int) -> memoryview | None:
         """`total` bytes at `offset` with `O_DIRECT`, as a read-only view of a pooled buffer (no
-        copy out of a scratch buffer: 9.5 % of a read's CPU samples after a remount); None
+        copy out of a scratch buffer, the costliest step of a read after a remount); None
         where `O_DIRECT` does not work or the file came back short."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
