@@ -18,12 +18,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import diskcache
 
 from mastfs import buffers
 from mastfs.cache.blocks import Block
+from mastfs.private import DIR_MODE, confined, open_private, private_dir
 
 # O_DIRECT wants the buffer, offset and length aligned to the device's logical block size;
 # a page is a multiple of every size Linux uses.
@@ -52,9 +54,10 @@ class RunDisk(diskcache.Disk):
     tag invalidation, the size bound and sharing between processes work as before. What changes
     is where a block's bytes live. The stock `Disk` writes one file per value into a fresh
     random directory, a `mkdir` and a buffered write per block, which throttled cold reads
-    (docs/performance.md, "Tuning notes"). Here a run of consecutive blocks (one range response, up to 8 MiB) is
-    one file, written with one `O_DIRECT` write from a reused page-aligned buffer, in one
-    directory per (product, identity); each block's row points into it.
+    (docs/performance.md, "Tuning notes"). Here a run of consecutive blocks (one range
+    response, up to 8 MiB) is one file, written with one `O_DIRECT` write from a reused
+    page-aligned buffer, in one directory per (product, identity); each block's row points
+    into it. Directories are created 0700 and files 0600 (`mastfs.private`).
 
     Removing any row of a run deletes the whole run file (`remove`). Its other rows then point to
     nothing: a read of one is a miss (diskcache treats a vanished file as a missing key), never
@@ -66,6 +69,7 @@ class RunDisk(diskcache.Disk):
 
     def __init__(self, directory: str, **kwargs: Any) -> None:
         super().__init__(directory, **kwargs)
+        private_dir(Path(directory), check=False)  # BlockIndex has checked it
         self._direct = hasattr(os, "O_DIRECT")
         self._buffers: list[tuple[mmap.mmap, Any]] = []
         self._buffers_lock = threading.Lock()
@@ -77,7 +81,19 @@ class RunDisk(diskcache.Disk):
             return value.size, diskcache.core.MODE_BINARY, value.filename, None
         return super().store(value, read, key=key)
 
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise UntrustedRow("refusing a pickled key")
+        return super().get(key, raw)
+
     def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
+        # The index may have been written by anyone who could write the cache directory
+        # before we checked it, or by a bug: nothing in it is unpickled, and no file name in
+        # it leads out of the cache.
+        if mode == diskcache.core.MODE_PICKLE:
+            raise UntrustedRow("refusing a pickled value")
+        if filename:
+            confined(self._directory, filename.rpartition(_AT)[0] if _AT in filename else filename)
         if mode == diskcache.core.MODE_BINARY and filename and _AT in filename:
             path, offset, length = self._locate(filename)
             if read:
@@ -87,14 +103,19 @@ class RunDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
     def remove(self, file_path: str) -> None:
-        super().remove(file_path.rpartition(_AT)[0] if _AT in file_path else file_path)
+        relative = file_path.rpartition(_AT)[0] if _AT in file_path else file_path
+        try:
+            confined(self._directory, relative)
+        except ValueError:
+            return  # a row that names a file outside the cache: never delete that file
+        super().remove(relative)
 
     # -- run files ------------------------------------------------------------------------------
 
     def _locate(self, filename: str) -> tuple[str, int, int]:
         path, _, where = filename.rpartition(_AT)
         offset, _, length = where.partition("+")
-        return os.path.join(self._directory, path), int(offset), int(length)
+        return confined(self._directory, path), int(offset), int(length)
 
     def read_part(self, ref: Stored, lo: int, hi: int) -> Block | None:
         """Bytes [lo, hi) of the block `ref` points to, reading only the pages they lie in."""
@@ -140,7 +161,7 @@ class RunDisk(diskcache.Disk):
         for attempt in range(10):
             # Another process may remove an emptied directory between makedirs and open.
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                _make_dirs(self._directory, os.path.dirname(name))
                 self._write_new(path, blocks)
                 break
             except FileNotFoundError:
@@ -183,13 +204,13 @@ class RunDisk(diskcache.Disk):
         fd = -1
         if self._direct:
             try:
-                fd = os.open(path, flags | os.O_DIRECT, 0o644)
+                fd = open_private(path, flags | os.O_DIRECT)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 self._direct = False
         if fd < 0:
-            fd = os.open(path, flags, 0o644)
+            fd = open_private(path, flags)
         try:
             views = _direct_views(blocks) if self._direct else None
             if views is not None:
@@ -226,7 +247,7 @@ class RunDisk(diskcache.Disk):
         if self._direct and offset % _DIRECT_ALIGN == 0:
             data = self._read_direct(path, offset, total)
         if data is None:
-            with open(path, "rb") as reader:
+            with os.fdopen(open_private(path, os.O_RDONLY), "rb") as reader:
                 data = os.pread(reader.fileno(), total, offset)
             if len(data) != total:
                 raise OSError(errno.EIO, f"{path}: {len(data)} of {total} bytes at {offset}")
@@ -242,7 +263,7 @@ class RunDisk(diskcache.Disk):
         copy out of a scratch buffer, the costliest step of a read after a remount); None
         where `O_DIRECT` does not work or the file came back short."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+            fd = open_private(path, os.O_RDONLY | os.O_DIRECT)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
@@ -260,6 +281,22 @@ class RunDisk(diskcache.Disk):
             return view[:total].toreadonly()
         finally:
             os.close(fd)
+
+
+class UntrustedRow(ValueError):
+    """A row of the index that mastfs never wrote: a pickle, or a file outside the cache."""
+
+
+def _make_dirs(root: str, relative: str) -> None:
+    """Create the directories of `relative` under `root`, owner-only (not `os.makedirs`,
+    whose mode applies to the last component only)."""
+    path = root
+    for part in relative.split(os.sep):
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            pass
 
 
 def _copy_to(address: int, data: Block) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from mastfs.cache.blocks import Block
 from mastfs.cache.runfiles import RunDisk, Stored
 from mastfs.cache.stats import Counters
 from mastfs.fetch import RemoteInfo
+from mastfs.private import check_private_file, open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ T = TypeVar("T")
 # Threads writing blocks to disk at once. A run's O_DIRECT write waits for the device, and with
 # one writer cold reads spent a third of their time waiting for it (docs/performance.md).
 DISK_WRITERS = 3
+# diskcache's database file in the cache directory.
+DATABASE = diskcache.core.DBNAME
 # What `get_part` answers for a block without a row.
 ABSENT = object()
 
@@ -66,8 +70,14 @@ class BlockIndex:
     """
 
     def __init__(self, directory: Path, size_limit: int) -> None:
-        self.directory = Path(directory)
+        self.directory = private_dir(Path(directory))
         self.size_limit = size_limit
+        # The database is created owner-only before SQLite opens it (its journal files take
+        # the database's mode), and refused if someone else could have written it.
+        database = self.directory / DATABASE
+        for path in (database, *(database.with_name(DATABASE + s) for s in ("-wal", "-shm"))):
+            check_private_file(path)
+        os.close(open_private(database, os.O_RDWR | os.O_CREAT))
         self.db = diskcache.Cache(
             str(self.directory),
             size_limit=size_limit,
