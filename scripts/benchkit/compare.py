@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .common import MiB
+from .common import GiB, MiB
 from .table import Row, gb, ms, secs
 
 Key = tuple[str, ...]  # a path into the results: ("seq", "mastfs_ra1024", "cold_gbps")
@@ -210,7 +210,7 @@ class FetchedShare(Comparison):
         return Row(
             label,
             f"{fetched / MiB:.2f} MiB ({lookup(results, self.requests)} GETs)",
-            f"file size: {size / (1 << 30):.2f} GiB",
+            f"file size: {size / GiB:.2f} GiB",
             None,
             ratio_text=f"{share:.3f} %",
             goal=self.goal.text,
@@ -323,7 +323,7 @@ class PeakRss(Comparison):
         if self.samples is not None:
             samples = lookup(results, self.samples) or []
             trail = ", ".join(
-                f"{s['at_bytes'] // (1 << 30)} GiB: {s.get('VmRSS', 0) / 1024:.0f}" for s in samples
+                f"{s['at_bytes'] // GiB} GiB: {s.get('VmRSS', 0) / 1024:.0f}" for s in samples
             )
             reference = f"RSS MB at {trail}" if trail else "–"
             rss = [s.get("VmRSS", 0) for s in samples]
