@@ -20,12 +20,14 @@ import httpx
 import pytest
 
 from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, PARALLEL_URIS
+from scripts.benchkit import common, goals, reads, sim
+from scripts.benchkit import table as bench_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _load(name: str, path: Path) -> ModuleType:
-    # scripts/bench has no .py suffix: name the loader explicitly.
+    # scripts/noop_fuse.py is a script, not part of a package: load it from its path.
     spec = importlib.util.spec_from_loader(name, SourceFileLoader(name, str(path)))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -34,32 +36,31 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-bench = _load("mastfs_bench_script", ROOT / "scripts" / "bench")
 noop = _load("mastfs_noop_fuse", ROOT / "scripts" / "noop_fuse.py")
 
 
 @pytest.mark.parametrize("uri", [ONE_GIB_URI, BIG_4G_URI, *PARALLEL_URIS])
 def test_benchmark_paths_exist_in_the_directory_view(sim_server: Any, uri: str) -> None:
     base = cast(str, sim_server.url)
-    rel = bench.rel_path(uri)
+    rel = sim.rel_path(uri)
     files = httpx.head(f"{base}/files/{rel}")
     download = httpx.head(f"{base}/api/v0.1/Download/file", params={"uri": uri})
     assert files.status_code == 200, rel
     assert files.headers["content-length"] == download.headers["content-length"]
-    assert int(files.headers["content-length"]) >= bench.PARALLEL_MIB * bench.MiB
+    assert int(files.headers["content-length"]) >= common.PARALLEL_MIB * common.MiB
 
 
 def test_parse_dd_reads_real_dd_output(tmp_path: Path) -> None:
     data = tmp_path / "f.bin"
-    data.write_bytes(b"x" * (3 * bench.MiB))
+    data.write_bytes(b"x" * (3 * common.MiB))
     done = subprocess.run(
         ["dd", f"if={data}", "of=/dev/null", "bs=1M"], capture_output=True, text=True
     )
-    got = bench.parse_dd(done.stderr)
-    assert got.nbytes == 3 * bench.MiB
+    got = reads.parse_dd(done.stderr)
+    assert got.nbytes == 3 * common.MiB
     assert got.seconds > 0
-    with pytest.raises(bench.BenchError):
-        bench.parse_dd("dd: failed to open 'x': No such file or directory\n")
+    with pytest.raises(common.BenchError):
+        reads.parse_dd("dd: failed to open 'x': No such file or directory\n")
 
 
 def test_table_survives_failed_sections_and_missing_peers() -> None:
@@ -74,8 +75,8 @@ def test_table_survives_failed_sections_and_missing_peers() -> None:
         "httpdirfs": {"cold_gbps": 0.05, "warm_gbps": 1.0},
     }
     results = {"seq": seq, "random": {"error": "BenchError: boom"}}
-    rows = bench.build_rows(results)
-    table = bench.render_table(rows)
+    rows = goals.build_rows(results)
+    table = bench_table.render_table(rows)
     lines = table.splitlines()
     assert all(line.count(" | ") == 5 for line in lines[2:]), table
     first = next(r for r in rows if "readahead 1024 KiB" in r.measurement)
@@ -89,16 +90,16 @@ def test_table_survives_failed_sections_and_missing_peers() -> None:
 
 def test_doc_keeps_prose_around_the_markers(tmp_path: Path, monkeypatch: Any) -> None:
     doc = tmp_path / "performance.md"
-    monkeypatch.setattr(bench, "DOC", doc)
-    bench.write_doc("first table")
-    assert bench.BEGIN in doc.read_text() and "first table" in doc.read_text()
-    text = doc.read_text().replace(bench.BEGIN, "Intro by someone.\n\n" + bench.BEGIN)
+    monkeypatch.setattr(bench_table, "DOC", doc)
+    bench_table.write_doc("first table")
+    assert bench_table.BEGIN in doc.read_text() and "first table" in doc.read_text()
+    text = doc.read_text().replace(bench_table.BEGIN, "Intro by someone.\n\n" + bench_table.BEGIN)
     doc.write_text(text + "\n## Method\nwritten by hand\n")
-    bench.write_doc("second table")
+    bench_table.write_doc("second table")
     final = doc.read_text()
     assert "second table" in final and "first table" not in final
     assert "Intro by someone." in final and "written by hand" in final
-    assert final.count(bench.BEGIN) == 1 and final.count(bench.END) == 1
+    assert final.count(bench_table.BEGIN) == 1 and final.count(bench_table.END) == 1
 
 
 async def test_noop_filesystem_serves_sizes_and_stable_bytes() -> None:
