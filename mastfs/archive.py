@@ -16,9 +16,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mastfs.model import Product, User
+from mastfs.private import PrivacyError, private_dir, read_private, write_private
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ log = logging.getLogger(__name__)
 PRODUCT_BATCH = 100
 MJD_UNIX_EPOCH = 40587.0
 QUERY_CACHE_VERSION = 1
+# A cached query result larger than this is not read (200,000 rows take about 120 MB).
+QUERY_CACHE_MAX_BYTES = 512 << 20
 
 _PRODUCT_FIELDS = [f.name for f in fields(Product) if f.name not in ("instrument_name", "mtime")]
 _INT_FIELDS = {"size", "calib_level"}
@@ -257,17 +258,21 @@ class Archive:
             "products": [asdict(p) for p in result.products],
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".query-")
-            with os.fdopen(fd, "w") as out:
-                json.dump(doc, out)
-            os.replace(tmp, path)
-        except OSError as exc:
+            private_dir(path.parent)
+            write_private(path, json.dumps(doc).encode())
+        except (OSError, PrivacyError) as exc:
             log.warning("could not cache the query result in %s: %s", path.parent, exc)
 
     def _load_cached(self, query: Query) -> QueryResult | None:
+        path = self._cache_file(query)
         try:
-            doc = json.loads(self._cache_file(query).read_text())
+            private_dir(path.parent)
+            doc = json.loads(read_private(path, QUERY_CACHE_MAX_BYTES))
+        except FileNotFoundError:
+            return None
+        except PrivacyError as exc:
+            log.warning("ignoring the cached query result: %s", exc)
+            return None
         except (OSError, ValueError):
             return None
         if doc.get("version") != QUERY_CACHE_VERSION:
