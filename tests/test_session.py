@@ -75,6 +75,7 @@ def test_unmatched_filter_values_are_named(sim_url: str, tmp_path: Path) -> None
     assert s.unmatched_warnings() == ["group 'CALL' matches no file of program 2734"]
 
 
+@pytest.mark.filterwarnings("ignore:Query returned no results")
 def test_archive_errors_are_one_line(sim_url: str, tmp_path: Path) -> None:
     with pytest.raises(SessionError, match="no observations match program 99999"):
         session(sim_url, tmp_path, "99999")
