@@ -1,31 +1,32 @@
-"""Command line: argument parsing, logging, exit codes, the background daemon handshake.
+"""Command line: parsing arguments into values, logging, dispatch to the commands, exit codes.
 
 Bad input gets one line on stderr (`mastfs: error: ...`) and a non-zero exit, never a traceback:
-exit 2 for usage errors, 1 for everything that failed at run time.
+exit 2 for usage errors, 1 for everything that failed at run time. The commands live elsewhere:
+the mount in `mount.py` (started in the background by `daemon.py`), the query in `session.py`,
+commands on a running mount in `control.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
+import functools
 import logging
 import os
 import re
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from mastfs import __version__, system
+from mastfs import __version__
+from mastfs.daemon import READY_FD_OPTION
 
 if TYPE_CHECKING:
     from mastfs.archive import Query
+    from mastfs.mount import MountOptions
     from mastfs.selection import Selection
 
-log = logging.getLogger("mastfs")
+log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "https://mast.stsci.edu"
 MAST_TOKEN_ENV = "MAST_API_TOKEN"
@@ -237,7 +238,7 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         "-f", "--foreground", action="store_true", help="stay in the foreground and log to stderr"
     )
     g.add_argument("--debug", action="store_true", help="verbose logging")
-    g.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    g.add_argument(READY_FD_OPTION, type=int, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -404,55 +405,7 @@ def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 
-class _PrintReporter:
-    def progress(self, text: str) -> None:
-        print(f"mastfs: {text}", file=sys.stderr, flush=True)
-
-    def warning(self, text: str) -> None:
-        print(f"mastfs: warning: {text}", file=sys.stderr, flush=True)
-
-    def ready(self, text: str) -> None:
-        print(f"mastfs: {text}", file=sys.stderr, flush=True)
-
-
-class _PipeReporter:
-    """The daemon's side of the readiness pipe: one tagged line per event."""
-
-    def __init__(self, fd: int) -> None:
-        self._out = os.fdopen(fd, "w", buffering=1)
-
-    def _send(self, tag: str, text: str) -> None:
-        try:
-            self._out.write(f"{tag} {' '.join(text.split())}\n")
-            self._out.flush()
-        except (OSError, ValueError):
-            pass
-
-    def progress(self, text: str) -> None:
-        log.info("%s", text)
-        self._send("P", text)
-
-    def warning(self, text: str) -> None:
-        log.warning("%s", text)
-        self._send("W", text)
-
-    def ready(self, text: str) -> None:
-        log.info("%s", text)
-        self._send("R", text)
-        self.close()
-
-    def error(self, text: str) -> None:
-        self._send("E", text)
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self._out.close()
-        except OSError:
-            pass
-
-
-def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
+def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False) -> int:
     from mastfs.mount import MountError, MountOptions, check_cache_dir, check_mountpoint
 
     selection = selection_from_args(args)
@@ -477,19 +430,13 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         except MountError as exc:
             fail(str(exc))
         if not args.foreground:
-            code = _spawn_daemon(args, cache_dir)
-            if demo and code == 0:
-                mp = args.mountpoint
-                print(
-                    f"  browse:   ls {mp}/JWST; grep _x1dints {mp}/selection.csv\n"
-                    f'  open:     python -c "from astropy.io import fits; '
-                    f"fits.info('{mp}/JWST/jw02734-o002_t002_niriss_clear-gr700xd-substrip256/"
-                    f"jw02734-o002_t002_niriss_clear-gr700xd-substrip256_x1dints.fits')\"\n"
-                    f"  select:   mastfs select {mp} --recommended\n"
-                    f"  unmount:  mastfs umount {mp}"
-                )
-            return code
+            return _mount_in_background(args.mountpoint, argv, cache_dir, demo)
 
+    start_server = None
+    if demo:
+        from mastfs.demo import start_embedded_sim
+
+        start_server = start_embedded_sim
     opts = MountOptions(
         mountpoint=Path(os.path.abspath(args.mountpoint)),
         query=query,
@@ -503,155 +450,81 @@ def cmd_mount(args: argparse.Namespace, demo: bool = False) -> int:
         allow_other=args.allow_other,
         timeout=args.timeout,
         debug=args.debug,
-        start_server=_demo_server() if demo else None,
+        start_server=start_server,
     )
-    reporter: _PrintReporter | _PipeReporter
-    if args.ready_fd is not None:
-        reporter = _PipeReporter(args.ready_fd)
-        setup_logging(args.debug)
-    else:
-        reporter = _PrintReporter()
-        setup_logging(args.debug)
-    import trio
+    return _serve(opts, args.ready_fd, args.debug)
 
-    from mastfs.mount import serve
+
+def _mount_in_background(mountpoint: Path, argv: Sequence[str], cache_dir: Path, demo: bool) -> int:
+    from mastfs import daemon
 
     try:
-        trio.run(serve, opts, reporter)
+        code = daemon.spawn(argv, daemon.log_path(cache_dir, mountpoint))
+    except daemon.DaemonError as exc:
+        fail(str(exc))
+    if demo and code == 0:
+        from mastfs.demo import next_steps
+
+        print(next_steps(mountpoint))
+    return code
+
+
+def _serve(opts: MountOptions, ready_fd: int | None, debug: bool) -> int:
+    """Run the mount in this process; as a daemon when `ready_fd` is its parent's pipe."""
+    import trio
+
+    from mastfs.daemon import ConsoleReporter, PipeReporter
+    from mastfs.mount import MountError, serve
+
+    pipe = PipeReporter(ready_fd) if ready_fd is not None else None
+    setup_logging(debug)
+    try:
+        trio.run(serve, opts, pipe or ConsoleReporter())
     except MountError as exc:
-        if isinstance(reporter, _PipeReporter):
-            reporter.error(str(exc))
+        if pipe is not None:
+            pipe.error(str(exc))
         fail(str(exc))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         log.exception("mount failed")
         message = f"mount failed: {exc}"
-        if isinstance(reporter, _PipeReporter):
-            reporter.error(message)
+        if pipe is not None:
+            pipe.error(message)
         fail(message)
     return 0
 
 
-def _demo_server() -> Callable[[AsyncExitStack], str]:
-    from mastfs.demo import start_embedded_sim
-
-    return start_embedded_sim
-
-
-def _log_path(cache_dir: Path, mountpoint: Path) -> Path:
-    from mastfs.mount import mount_id
-
-    path = cache_dir / "logs" / f"mount-{mount_id(mountpoint)}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _spawn_daemon(args: argparse.Namespace, cache_dir: Path) -> int:
-    """Run the mount in a detached child; return once it is ready or has failed."""
-    read_fd, write_fd = os.pipe()
-    argv = [
-        sys.executable,
-        "-m",
-        "mastfs",
-        *sys.argv[1:],
-        "--foreground",
-        "--ready-fd",
-        str(write_fd),
-    ]
-    log_path = _log_path(cache_dir, args.mountpoint)
-    with open(log_path, "ab") as log_file:
-        child = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            close_fds=True,
-        )
-    os.close(write_fd)
-    outcome = None
-    with os.fdopen(read_fd) as pipe:
-        for line in pipe:
-            tag, _, text = line.rstrip("\n").partition(" ")
-            if tag == "P":
-                print(f"mastfs: {text}", file=sys.stderr, flush=True)
-            elif tag == "W":
-                print(f"mastfs: warning: {text}", file=sys.stderr, flush=True)
-            elif tag == "R":
-                print(f"mastfs: {text}", flush=True)
-                outcome = 0
-            elif tag == "E":
-                print(f"mastfs: error: {text}", file=sys.stderr, flush=True)
-                outcome = 1
-    if outcome is None:
-        code = child.wait()
-        fail(f"the mount process exited ({code}) before the mount was ready; log: {log_path}")
-    if outcome:
-        child.wait(timeout=30)
-    return outcome
-
-
 def cmd_umount(args: argparse.Namespace) -> int:
-    from mastfs.mount import pidfile_for
+    from mastfs.control import ControlError, umount
 
-    mountpoint = Path(os.path.abspath(args.mountpoint))
-    if not system.is_mastfs_mount(mountpoint):
-        fail(f"{args.mountpoint} is not a mastfs mount")
-    pidfile = pidfile_for(mountpoint)
     try:
-        pid: int | None = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        pid = None
-    cmd = system.unmount_command(mountpoint, lazy=args.lazy)
-    tool = cmd[0]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr or done.stdout).strip().splitlines()
-        text = reason[-1] if reason else f"{tool} exited {done.returncode}"
-        if "busy" in text.lower():
-            fail(f"{args.mountpoint} is busy (a process is using it); close it or use --lazy")
-        fail(f"cannot unmount {args.mountpoint}: {text}")
-    if pid is not None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and system.pid_alive(pid):
-            time.sleep(0.05)
-        if system.pid_alive(pid):
-            fail(f"unmounted, but the mount process {pid} has not exited")
+        umount(args.mountpoint, lazy=args.lazy)
+    except ControlError as exc:
+        fail(str(exc))
     return 0
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    mountpoint = Path(os.path.abspath(args.mountpoint))
-    if not system.is_mastfs_mount(mountpoint):
-        fail(f"{args.mountpoint} is not a mastfs mount")
-    if _has_selection_args(args):
-        selection = selection_from_args(args)
-        try:
-            os.setxattr(mountpoint, "user.mastfs.selection", selection.to_json().encode())
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                fail("the mount rejected the selection")
-            fail(f"cannot change the selection of {args.mountpoint}: {exc.strerror}")
+    from mastfs.control import ControlError, select
+
+    change = _has_selection_args(args)
     try:
-        if not _has_selection_args(args):
-            current = os.getxattr(mountpoint, "user.mastfs.selection").decode()
-            print(f"selection: {current}")
-        print(os.getxattr(mountpoint, "user.mastfs.summary").decode())
-    except OSError as exc:
-        # E.g. ENOTCONN: the mount's process has died and left the mount point behind.
-        fail(f"cannot read the selection of {args.mountpoint}: {exc.strerror}")
+        info = select(args.mountpoint, selection_from_args(args) if change else None)
+    except ControlError as exc:
+        fail(str(exc))
+    if not change:
+        print(f"selection: {info.selection}")
+    print(info.summary)
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     import trio
 
-    from mastfs.archive import Archive, ArchiveError
-    from mastfs.mount import probe_readable_at
-    from mastfs.selection import format_summary, unmatched_values
-    from mastfs.state import MountState
+    from mastfs.daemon import ConsoleReporter
+    from mastfs.selection import format_summary
+    from mastfs.session import SessionError, open_session
     from mastfs.table import format_table
 
     selection = selection_from_args(args)
@@ -659,23 +532,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
     server, token = server_from_args(args), token_from_args(args)
     setup_logging(False)
     logging.getLogger("mastfs").setLevel(logging.WARNING)
-    archive = Archive(server, cache_dir_from_args(args), token)
+    reporter = ConsoleReporter()
+    start = functools.partial(
+        open_session,
+        query,
+        selection,
+        server=server,
+        token=token,
+        cache_dir=cache_dir_from_args(args),
+        layout=args.layout,
+        reporter=reporter,
+    )
     try:
-        user = archive.login()
-        result = archive.products(
-            query, lambda text: print(f"mastfs: {text}", file=sys.stderr, flush=True)
-        )
-    except ArchiveError as exc:
+        session = trio.run(start)
+    except SessionError as exc:
         fail(str(exc))
-    for note in result.notes:
-        print(f"mastfs: warning: {note}", file=sys.stderr)
-    # Groups and extensions are open vocabularies: a typo selects nothing, so say which.
-    for value in unmatched_values(result.products, selection):
-        print(f"mastfs: warning: {value} matches no file of {query.describe()}", file=sys.stderr)
-    readable = trio.run(probe_readable_at, server, token, result.products)
-    state = MountState(result.products, selection, args.layout, user, readable)
+    for warning in session.unmatched_warnings():
+        reporter.warning(warning)
+    state = session.state
     snap = state.snapshot
-    summary = format_summary(snap.summary, user)
+    summary = format_summary(snap.summary, session.user)
     try:
         if args.csv:
             sys.stdout.buffer.write(snap.csv)
@@ -701,10 +577,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "mount":
-            return cmd_mount(args)
+            return cmd_mount(args, argv)
         if args.command == "demo":
             args.server, args.token_file = None, None
-            return cmd_mount(args, demo=True)
+            return cmd_mount(args, argv, demo=True)
         if args.command == "umount":
             return cmd_umount(args)
         if args.command == "select":

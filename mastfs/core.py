@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import trio
 
 from mastfs.cache import Block, BlockCache
-from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized
 from mastfs.model import Product
 from mastfs.selection import Selection, format_summary
 from mastfs.state import MountState, Snapshot
@@ -129,20 +129,18 @@ class Core:
 @asynccontextmanager
 async def open_core(
     state: MountState,
+    fetcher: Fetcher,
     *,
-    server: str,
-    token: str | None,
     cache_dir: Path,
     cache_size: int,
-    timeout: float,
     nursery: trio.Nursery | None = None,
     **cache_options: Any,
 ) -> AsyncIterator[Core]:
-    """A `Core` over `state` with its HTTP client and block cache, closed on exit.
+    """A `Core` over `state` reading through `fetcher` (the caller's: it carries the server,
+    the token and the retry policy) into a block cache closed on exit.
 
     Blocks live in `cache_dir/blocks`, shared by every process using the same directory.
     """
-    fetcher = Fetcher(server, token, RetryPolicy(deadline=timeout))
     holder: list[Core] = []
 
     def changed(uri: str) -> None:
@@ -153,18 +151,15 @@ async def open_core(
         for core in holder:
             core._prefetched(uri, offset, data)
 
-    try:
-        async with BlockCache.open_cache(
-            fetcher,
-            cache_dir / "blocks",
-            size_limit=cache_size,
-            nursery=nursery,
-            on_change=changed,
-            on_prefetched=prefetched,
-            **cache_options,
-        ) as cache:
-            core = Core(state, cache)
-            holder.append(core)
-            yield core
-    finally:
-        fetcher.close()
+    async with BlockCache.open_cache(
+        fetcher,
+        cache_dir / "blocks",
+        size_limit=cache_size,
+        nursery=nursery,
+        on_change=changed,
+        on_prefetched=prefetched,
+        **cache_options,
+    ) as cache:
+        core = Core(state, cache)
+        holder.append(core)
+        yield core

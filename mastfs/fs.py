@@ -25,17 +25,13 @@ from mastfs import fetch
 from mastfs.cache import Block
 from mastfs.core import Core
 from mastfs.model import Product
-from mastfs.selection import Selection, SelectionError, format_summary, product_level
+from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.state import Snapshot
 from mastfs.tree import ROOT_INODE, Entry
+from mastfs.xattrs import XATTR_CACHE, XATTR_SELECTION, XATTR_SUMMARY, product_xattrs
 
 log = logging.getLogger(__name__)
 
-XATTR_SELECTION = b"user.mastfs.selection"
-XATTR_SUMMARY = b"user.mastfs.summary"
-# The block cache's counters (JSON), for whoever wonders where the bytes came from.
-XATTR_CACHE = b"user.mastfs.cache"
-XATTR_PREFIX = "user.mast."
 # Product metadata never changes under a name; directory listings change only on re-selection,
 # which invalidates the kernel's entries explicitly.
 ENTRY_TIMEOUT = 60.0
@@ -396,33 +392,6 @@ class MastOperations(pyfuse3.Operations):
         data.f_ffree = data.f_favail = 0
         data.f_namemax = 255
         return data
-
-
-def product_xattrs(p: Product, readable: bool) -> dict[str, str]:
-    """The basket's "File Details", as `user.mast.*` extended attributes."""
-    values = {
-        "uri": p.dataURI,
-        "dataset": p.obs_id,
-        "collection": p.obs_collection,
-        "obsid": p.obsID,
-        "parent_obsid": p.parent_obsid,
-        "product_level": product_level(p),
-        "calib_level": str(p.calib_level),
-        "group": p.productSubGroupDescription,
-        "product_group": p.productGroupDescription,
-        "category": p.productType,
-        "access": p.dataRights,
-        "readable": "yes" if readable else "no",
-        "size": str(p.size),
-        "description": p.description,
-        "prvversion": p.prvversion,
-        "proposal_id": p.proposal_id,
-        "instrument": p.instrument_name,
-        "filters": p.filters,
-        "dataproduct_type": p.dataproduct_type,
-        "project": p.project,
-    }
-    return {XATTR_PREFIX + k: v for k, v in values.items() if v != ""}
 
 
 def _changed_entries(old: Snapshot, new: Snapshot) -> list[tuple[int, str]]:

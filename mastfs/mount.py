@@ -1,8 +1,8 @@
-"""Wiring of one mount: archive query, HTTP client, block cache, FUSE session, teardown.
+"""Wiring of one mount: query session, HTTP client, block cache, FUSE session, teardown.
 
 Everything is entered into one `AsyncExitStack`, so teardown runs in reverse order whatever
 fails. Progress and the final outcome go to a `Reporter`: the foreground process prints them; a
-background daemon writes them to the pipe its parent waits on (see `cli.py`).
+background daemon writes them to the pipe its parent waits on (see `daemon.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +24,10 @@ import trio
 from mastfs import archive as archive_mod
 from mastfs import system
 from mastfs.core import open_core
-from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
+from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
-from mastfs.model import Product, User
 from mastfs.selection import Selection, format_summary
-from mastfs.state import MountState
+from mastfs.session import Progress, SessionError, open_session
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +38,7 @@ class MountError(Exception):
     """A mount that cannot start; the message is one line for the user."""
 
 
-class Reporter(Protocol):
-    def progress(self, text: str) -> None: ...
-    def warning(self, text: str) -> None: ...
+class Reporter(Progress, Protocol):
     def ready(self, text: str) -> None: ...
 
 
@@ -117,86 +114,42 @@ def pidfile_for(mountpoint: Path) -> Path:
 # -- the mount itself --------------------------------------------------------------------------
 
 
-async def probe_readable(fetcher: Fetcher, products: Sequence[Product]) -> set[str]:
-    """Proposals whose exclusive-access files this login may read: one HEAD per proposal."""
-    readable: set[str] = set()
-    for proposal, uri in archive_mod.proposals_with_exclusive(products).items():
-        if not fetcher.has_token:
-            continue
-        try:
-            # One attempt: this only sets the summary; reads learn the truth themselves.
-            await fetcher.head(uri, retry=False)
-        except NotAuthorized:
-            continue
-        except FetchError as exc:
-            log.warning("could not check access to program %s: %s", proposal, exc)
-            continue
-        readable.add(proposal)
-    return readable
-
-
-async def probe_readable_at(
-    server: str, token: str | None, products: Sequence[Product]
-) -> set[str]:
-    fetcher = Fetcher(server, token, timeout=30.0)
-    try:
-        return await probe_readable(fetcher, products)
-    finally:
-        fetcher.close()
-
-
 async def serve(opts: MountOptions, reporter: Reporter) -> None:
     """Query, mount, serve until unmounted or signalled; MountError for the user's mistakes."""
     async with AsyncExitStack() as stack:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
-        archive = archive_mod.Archive(opts.server, opts.cache_dir, opts.token)
-        user: User | None = None
-        try:
-            user = await trio.to_thread.run_sync(archive.login)
-        except archive_mod.ArchiveUnreachable as exc:
-            # Maybe offline: the cached query result may still serve; products() decides.
-            if opts.token:
-                reporter.warning(f"{exc}: the MAST token could not be checked")
-        except archive_mod.ArchiveError as exc:
-            raise MountError(str(exc)) from exc
-        try:
-            result = await trio.to_thread.run_sync(archive.products, opts.query, reporter.progress)
-        except archive_mod.ArchiveError as exc:
-            raise MountError(str(exc)) from exc
-        for note in result.notes:
-            reporter.warning(note)
-
         fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=opts.timeout))
         stack.callback(fetcher.close)
-        readable: set[str] = set()
-        if not result.from_cache:
-            readable = await probe_readable(fetcher, result.products)
-        state = MountState(result.products, opts.selection, opts.layout, user, readable)
+        try:
+            session = await open_session(
+                opts.query,
+                opts.selection,
+                server=opts.server,
+                token=opts.token,
+                cache_dir=opts.cache_dir,
+                layout=opts.layout,
+                reporter=reporter,
+                fetcher=fetcher,
+            )
+        except SessionError as exc:
+            raise MountError(str(exc)) from exc
+        state, user, result = session.state, session.user, session.result
         # Rendered now, so the first listing of the root does not wait for it (~50 ms for
         # 10,000 products).
         await trio.to_thread.run_sync(state.manifest)
         summary = state.snapshot.summary
-        if summary.unreadable_files:
-            reporter.warning(
-                f"{summary.unreadable_files} selected exclusive-access files cannot be read "
-                + (
-                    "without an authorized MAST token"
-                    if user is None
-                    else f"by {user.display_name}"
-                )
-            )
+        if session.unreadable_warning:
+            reporter.warning(session.unreadable_warning)
 
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
         core = await stack.enter_async_context(
             open_core(
                 state,
-                server=opts.server,
-                token=opts.token,
+                fetcher,
                 cache_dir=opts.cache_dir,
                 cache_size=opts.cache_size,
-                timeout=opts.timeout,
                 nursery=nursery,
             )
         )

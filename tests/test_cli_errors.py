@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN
+from mastfs.xattrs import XATTR_PREFIX
 from tests.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
 
 pytestmark = pytest.mark.mount
@@ -145,7 +146,7 @@ def exclusive_file(m: Mount) -> Path:
     for dirpath, _, files in os.walk(m.path):
         for name in files:
             path = Path(dirpath) / name
-            if name.endswith(".fits") and os.getxattr(path, "user.mast.access") == (
+            if name.endswith(".fits") and os.getxattr(path, f"{XATTR_PREFIX}access") == (
                 b"EXCLUSIVE_ACCESS"
             ):
                 return path
@@ -190,7 +191,7 @@ def test_authorized_token_reads(sim_url: str, tmp_path: Path) -> None:
         env={"MAST_API_TOKEN": AUTHORIZED_TOKEN},
     ) as m:
         path = exclusive_file(m)
-        uri = os.getxattr(path, "user.mast.uri").decode()
+        uri = os.getxattr(path, f"{XATTR_PREFIX}uri").decode()
         head = path.open("rb").read(64 * 1024)
         assert head == bytes(default_catalog().file(uri).read(0, 64 * 1024))
         manifest = (m.path / "manifest.html").read_text()

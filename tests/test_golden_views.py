@@ -1,7 +1,7 @@
 """`selection.csv` and `manifest.html` through the real pipeline, pinned by golden files.
 
 Archive (astroquery over HTTP to the simulator) → the real exclusive-access probe
-(`probe_readable_at`, one HEAD per proposal) → `MountState` → the bytes a mount serves. The
+(`session.probe_readable_at`, one HEAD per proposal) → `MountState` → the bytes a mount serves. The
 golden files under tests/golden/ are those bytes; regenerate them with
 `MASTFS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden_views.py` and review the diff. They
 hold no time and no server address, so they are the same on every run and machine.
@@ -18,8 +18,8 @@ import trio
 
 from mastfs.archive import Archive, Query
 from mastfs.model import Product, User
-from mastfs.mount import probe_readable_at
 from mastfs.selection import Selection, format_bytes
+from mastfs.session import probe_readable_at
 from mastfs.sim.catalog import (
     AUTHORIZED_TOKEN,
     HOSTILE_FILENAME,

@@ -1,8 +1,10 @@
 """The architecture's import rules, checked by parsing every module of `mastfs` with `ast`.
 
-- The pure layers (model, selection, tree, views, and jsregex, which selection uses) import no
-  trio, http (http.client), httpx, pyfuse3, diskcache or astroquery, and within mastfs only
-  what the architecture table allows.
+- The pure layers (model, selection, tree, views, xattrs, and jsregex, which selection uses)
+  import no trio, http (http.client), httpx, pyfuse3, diskcache or astroquery, and within
+  mastfs only what the architecture table allows.
+- The query session, shared by every front end, knows nothing of FUSE, even through what it
+  imports.
 - Nothing outside `mastfs/sim/` imports `mastfs.sim`, except the `demo` command and the CLI
   that starts the simulator; `mastfs/sim/` imports nothing from `mastfs` outside `sim/`. The two
   sides meet only over HTTP.
@@ -24,15 +26,18 @@ PURE = {
     "mastfs.selection": {"mastfs.model", "mastfs.jsregex"},
     "mastfs.tree": {"mastfs.model"},
     "mastfs.views": {"mastfs.model", "mastfs.selection", "mastfs.tree"},
+    "mastfs.xattrs": {"mastfs.model", "mastfs.selection"},
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": set(),
     "mastfs.cache.memory": {"mastfs.cache.blocks"},
     "mastfs.cache.stats": set(),
 }
-# The FUSE front end and the wiring of a mount; the core below them does not know FUSE exists.
-FUSE_MODULES = {"mastfs.fs", "mastfs.mount"}
 SIM_ALLOWED_IMPORTERS = {"mastfs.cli", "mastfs.demo"}
+# Front-end independent: no pyfuse3 and no FUSE layer, directly or through other modules.
+FUSE_FREE = {"mastfs.session", "mastfs.core", "mastfs.cache"}
+# The FUSE front end and the wiring of a mount; the core below them does not know FUSE exists.
+FUSE_MODULES = {"pyfuse3", "mastfs.fs", "mastfs.mount"}
 
 
 def module_name(path: Path) -> str:
@@ -106,8 +111,32 @@ def test_pure_layers_import_only_what_the_architecture_allows() -> None:
 def test_only_the_fuse_front_end_imports_pyfuse3() -> None:
     modules = mastfs_modules()
     users = {name for name, found in modules.items() if "pyfuse3" in {top_level(n) for n in found}}
-    assert users <= FUSE_MODULES, f"{sorted(users - FUSE_MODULES)} import pyfuse3"
+    allowed = FUSE_MODULES - {"pyfuse3"}
+    assert users <= allowed, f"{sorted(users - allowed)} import pyfuse3"
     assert "mastfs.fs" in users  # the check sees imports at all
+
+
+def reachable(name: str, modules: dict[str, set[str]]) -> set[str]:
+    """Everything `name` imports, and everything those mastfs modules import, transitively."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        found = modules.get(todo.pop(), set())
+        new = found - seen
+        seen |= new
+        todo.extend(n for n in new if n in modules)
+    return seen
+
+
+def test_the_session_knows_no_fuse() -> None:
+    modules = mastfs_modules()
+    for name in FUSE_FREE:
+        if name not in modules:
+            pytest.fail(f"{name} is missing")
+        bad = {
+            n for n in reachable(name, modules) if top_level(n) in FUSE_MODULES or n in FUSE_MODULES
+        }
+        assert not bad, f"{name} reaches {sorted(bad)}"
 
 
 def test_only_the_demo_entry_points_import_the_simulator() -> None:
@@ -153,6 +182,11 @@ def test_simulator_imports_nothing_else_from_mastfs() -> None:
 def test_import_extraction(source: str, module: str, expected: set[str]) -> None:
     is_package = module == "mastfs.sim"
     assert imports(source, module, is_package) == expected
+
+
+def test_reachable_follows_mastfs_modules() -> None:
+    modules = {"mastfs.a": {"mastfs.b", "os"}, "mastfs.b": {"pyfuse3"}, "mastfs.c": {"trio"}}
+    assert reachable("mastfs.a", modules) == {"mastfs.b", "os", "pyfuse3"}
 
 
 def test_checker_flags_violations() -> None:

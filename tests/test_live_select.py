@@ -27,6 +27,7 @@ from mastfs.sim.catalog import (
     UNAUTHORIZED_TOKEN,
     default_catalog,
 )
+from mastfs.xattrs import XATTR_CACHE, XATTR_PREFIX, XATTR_SELECTION, XATTR_SUMMARY
 from tests.mounting import Mount, cleanup_stale_mounts, mounted, run_cli
 from tests.views_support import check_manifest_structure, parse_manifest, read_csv
 
@@ -129,8 +130,8 @@ class Views:
         first, self.csv = read_csv(self.csv_bytes)
         assert first.startswith("Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating")
         self.manifest = parse_manifest(self.manifest_bytes)
-        self.summary = os.getxattr(m.path, "user.mastfs.summary").decode()
-        self.selection = Selection.from_json(os.getxattr(m.path, "user.mastfs.selection"))
+        self.summary = os.getxattr(m.path, XATTR_SUMMARY).decode()
+        self.selection = Selection.from_json(os.getxattr(m.path, XATTR_SELECTION))
 
     def check_agree(self, user: str = "anonymous") -> None:
         check_manifest_structure(self.manifest, user)
@@ -187,21 +188,22 @@ def test_getfattr_shows_the_file_details(m2734: Mount) -> None:
     assert sim is not None and int(expected["size"]) == row["size"] == sim.size
     assert "Countrate" in expected["description"] and expected["prvversion"]
     for key, value in expected.items():
-        assert dumped[f"user.mast.{key}"] == value, key
-        assert os.getxattr(path, f"user.mast.{key}").decode() == value, key
+        assert dumped[f"{XATTR_PREFIX}{key}"] == value, key
+        assert os.getxattr(path, f"{XATTR_PREFIX}{key}").decode() == value, key
     assert set(dumped) == {name for name in os.listxattr(path)}
-    assert dumped["user.mast.readable"] == "yes"
+    assert dumped[f"{XATTR_PREFIX}readable"] == "yes"
     # A shared file (the pool) is one inode: the same attributes under every folder.
     pools = [p for p in tree_files(m2734.path) if p.endswith("_pool.csv")]
     assert len(pools) == 12
     attrs = [getfattr_dump(m2734.path / p) for p in pools[:3]]
-    assert attrs[0] == attrs[1] == attrs[2] and attrs[0]["user.mast.group"] == "POOL"
+    assert attrs[0] == attrs[1] == attrs[2] and attrs[0][f"{XATTR_PREFIX}group"] == "POOL"
     # Directories and the virtual files have none; the root has the selection.
     assert getfattr_dump(m2734.path / "JWST") == {}
     assert getfattr_dump(m2734.path / "selection.csv") == {}
     root = getfattr_dump(m2734.path)
-    assert set(root) == {"user.mastfs.selection", "user.mastfs.summary", "user.mastfs.cache"}
-    assert Selection.from_json(json.loads(f'"{root["user.mastfs.selection"]}"')) == Selection()
+    assert set(root) == {n.decode() for n in (XATTR_SELECTION, XATTR_SUMMARY, XATTR_CACHE)}
+    dumped_selection = root[XATTR_SELECTION.decode()]
+    assert Selection.from_json(json.loads(f'"{dumped_selection}"')) == Selection()
 
 
 def test_only_the_user_namespace_is_served(m2734: Mount) -> None:
@@ -215,7 +217,7 @@ def test_only_the_user_namespace_is_served(m2734: Mount) -> None:
                 os.getxattr(target, name)
             assert err.value.errno == errno.EOPNOTSUPP, (target, name)
         with pytest.raises(OSError) as err:
-            os.getxattr(target, "user.mast.no_such_key")
+            os.getxattr(target, f"{XATTR_PREFIX}no_such_key")
         assert err.value.errno == errno.ENODATA
     listing = subprocess.run(
         ["ls", "-l", str(path.parent)], capture_output=True, text=True, timeout=30, check=True
@@ -327,7 +329,7 @@ def test_select_without_options_prints_the_selection(m2734: Mount) -> None:
         )
         # Any tool can read it.
         getfattr = subprocess.run(
-            ["getfattr", "--only-values", "-n", "user.mastfs.selection", str(m2734.path)],
+            ["getfattr", "--only-values", "-n", XATTR_SELECTION.decode(), str(m2734.path)],
             capture_output=True,
             timeout=30,
             check=True,
@@ -350,10 +352,10 @@ def test_bad_selection_changes_nothing(m2734: Mount) -> None:
     # Through the attribute itself, the mount refuses what is not a valid selection.
     for value in (b"not json", b'{"levels": ["9x"]}', b'{"colour": "blue"}', b"\xff"):
         with pytest.raises(OSError) as info:
-            os.setxattr(m2734.path, "user.mastfs.selection", value)
+            os.setxattr(m2734.path, XATTR_SELECTION, value)
         assert info.value.errno == errno.EINVAL
     with pytest.raises(OSError) as info:
-        os.setxattr(m2734.path / "selection.csv", "user.mastfs.selection", b"{}")
+        os.setxattr(m2734.path / "selection.csv", XATTR_SELECTION, b"{}")
     assert info.value.errno == errno.EROFS
     after = Views(m2734)
     assert after.selection == before.selection
@@ -390,7 +392,7 @@ def test_exclusive_access_program_mounts(tmp_path: Path, sim_url: str) -> None:
     with mounted(tmp_path / "anon", ["--program", "6543"], tmp_path / "c", server=sim_url) as m:
         ready = m.result.stdout.strip()
         assert ready.startswith(f"mastfs: mounted program 6543 at {m.path} (nested, anonymous): ")
-        summary = os.getxattr(m.path, "user.mastfs.summary").decode()
+        summary = os.getxattr(m.path, XATTR_SUMMARY).decode()
         assert ready.endswith(summary)
         assert re.fullmatch(
             rf"\d+ of \d+ files selected \(.+\); {n} exclusive-access files \(.+\) "
@@ -401,8 +403,8 @@ def test_exclusive_access_program_mounts(tmp_path: Path, sim_url: str) -> None:
             f"mastfs: warning: {n} selected exclusive-access files cannot be read "
             "without an authorized MAST token"
         ) in m.result.stderr.splitlines()
-        assert os.getxattr(m.path / rel, "user.mast.access") == b"EXCLUSIVE_ACCESS"
-        assert os.getxattr(m.path / rel, "user.mast.readable") == b"no"
+        assert os.getxattr(m.path / rel, f"{XATTR_PREFIX}access") == b"EXCLUSIVE_ACCESS"
+        assert os.getxattr(m.path / rel, f"{XATTR_PREFIX}readable") == b"no"
         views = Views(m)
         views.check_agree()
         # --public-only leaves the readable files only, and the warning goes.
@@ -420,7 +422,7 @@ def test_exclusive_access_program_mounts(tmp_path: Path, sim_url: str) -> None:
         ready = m.result.stdout.strip()
         assert ready.startswith(f"mastfs: mounted program 6543 at {m.path} (nested, {ada}): ")
         assert "not readable" not in ready and "warning" not in m.result.stderr
-        assert os.getxattr(m.path / rel, "user.mast.readable") == b"yes"
+        assert os.getxattr(m.path / rel, f"{XATTR_PREFIX}readable") == b"yes"
         Views(m).check_agree(user=ada)
 
     # Logged in, but not authorized for 6543: the summary names the user everywhere.

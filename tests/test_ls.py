@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, default_catalog
+from mastfs.xattrs import XATTR_SUMMARY
 from tests.mounting import MASTFS, Mount, cleanup_stale_mounts, mounted, run_cli
 from tests.views_support import read_csv
 
@@ -191,7 +192,7 @@ def test_csv_equals_the_mounted_selection_csv(m2734: Mount, sim_url: str, cache:
             assert rows
             seen.add(done.stdout)
             # The summary goes to stderr with --csv, and equals the mount's.
-            summary = os.getxattr(m2734.path, "user.mastfs.summary").decode()
+            summary = os.getxattr(m2734.path, XATTR_SUMMARY).decode()
             assert done.stderr.decode().splitlines()[-1] == summary
         assert len(seen) == len(SELECTIONS)
     finally:

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
+from mastfs.xattrs import XATTR_CACHE
 from tests.mounting import (
     Mount,
     cleanup_stale_mounts,
@@ -162,12 +163,12 @@ def test_sequential_read_is_handed_to_the_page_cache_intact(m2734: Mount, tmp_pa
     assert rows
     row = min(rows, key=lambda r: int(r["size"]))
     src = m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
-    before = json.loads(os.getxattr(m2734.path, "user.mastfs.cache"))
+    before = json.loads(os.getxattr(m2734.path, XATTR_CACHE))
     done = subprocess.run(
         ["dd", f"if={src}", "of=/dev/null", "bs=1M"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    after = json.loads(os.getxattr(m2734.path, "user.mastfs.cache"))
+    after = json.loads(os.getxattr(m2734.path, XATTR_CACHE))
     handed = after["handed_bytes"] - before["handed_bytes"]
     served = after["bytes_served"] - before["bytes_served"]
     assert handed > int(row["size"]) // 4, (handed, served)

@@ -1,0 +1,96 @@
+"""Commands that act on a running mount through its mount point: unmount and re-select.
+
+A running mount is reached only as any program could reach it: the unmount tool, the
+extended attributes of its root (`xattrs.py`), and the pid file its daemon writes. Each command
+takes plain values and raises `ControlError` with one line for the user. A `status` command
+(daemon pid, cache counters from `XATTR_CACHE`) belongs here too.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mastfs import system
+from mastfs.selection import Selection
+from mastfs.xattrs import XATTR_SELECTION, XATTR_SUMMARY
+
+log = logging.getLogger(__name__)
+
+# How long `umount` waits for the daemon to exit once the kernel has let go of the mount.
+EXIT_TIMEOUT = 15.0
+
+
+class ControlError(Exception):
+    """A command on a running mount failed; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class SelectionInfo:
+    """What a mount's root says about its selection."""
+
+    selection: str  # as JSON (`Selection.to_json`)
+    summary: str  # `12 of 40 files selected (...)`
+
+
+def _mastfs_mount(mountpoint: Path) -> Path:
+    """The absolute path of `mountpoint` (named as the user gave it in errors), if it is ours."""
+    path = Path(os.path.abspath(mountpoint))
+    if not system.is_mastfs_mount(path):
+        raise ControlError(f"{mountpoint} is not a mastfs mount")
+    return path
+
+
+def _daemon_pid(path: Path) -> int | None:
+    # mount.py imports pyfuse3 and the cache: only this command needs its pid file's name.
+    from mastfs.mount import pidfile_for
+
+    try:
+        return int(pidfile_for(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def umount(mountpoint: Path, lazy: bool = False) -> None:
+    """Unmount (`lazy`: even if busy), then wait for the mount's process to exit."""
+    path = _mastfs_mount(mountpoint)
+    # Read before unmounting: the daemon removes its pid file on the way out.
+    pid = _daemon_pid(path)
+    command = system.unmount_command(path, lazy=lazy)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        text = reason[-1] if reason else f"{command[0]} exited {done.returncode}"
+        if "busy" in text.lower():
+            raise ControlError(
+                f"{mountpoint} is busy (a process is using it); close it or use --lazy"
+            )
+        raise ControlError(f"cannot unmount {mountpoint}: {text}")
+    if pid is not None and not system.wait_gone(pid, EXIT_TIMEOUT):
+        raise ControlError(f"unmounted, but the mount process {pid} has not exited")
+
+
+def select(mountpoint: Path, selection: Selection | None = None) -> SelectionInfo:
+    """Change the mount's selection (when given); the selection and summary it then shows."""
+    path = _mastfs_mount(mountpoint)
+    if selection is not None:
+        try:
+            os.setxattr(path, XATTR_SELECTION, selection.to_json().encode())
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise ControlError("the mount rejected the selection") from exc
+            raise ControlError(
+                f"cannot change the selection of {mountpoint}: {exc.strerror}"
+            ) from exc
+    try:
+        return SelectionInfo(
+            selection=os.getxattr(path, XATTR_SELECTION).decode(),
+            summary=os.getxattr(path, XATTR_SUMMARY).decode(),
+        )
+    except OSError as exc:
+        # E.g. ENOTCONN: the mount's process has died and left the mount point behind.
+        raise ControlError(f"cannot read the selection of {mountpoint}: {exc.strerror}") from exc

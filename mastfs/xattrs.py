@@ -1,0 +1,52 @@
+"""The extended attributes mastfs shows: their names and a product's `user.mast.*` values.
+
+The root carries the mount's own attributes (`user.mastfs.*`): `mastfs select` sets and reads
+them, `fs.py` answers them. Every product carries the basket's "File Details" under
+`user.mast.`. Pure: no I/O, no FUSE.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mastfs.model import Product
+from mastfs.selection import product_level
+
+log = logging.getLogger(__name__)
+
+# The root's names are bytes, as the kernel passes them to `fs.py` (`os.getxattr` takes either).
+# The selection as JSON (`Selection.to_json`); setting it on the root re-selects.
+XATTR_SELECTION = b"user.mastfs.selection"
+# The one-line summary that `mastfs select` prints.
+XATTR_SUMMARY = b"user.mastfs.summary"
+# The block cache's counters (JSON), for whoever wonders where the bytes came from.
+XATTR_CACHE = b"user.mastfs.cache"
+# The namespace of a product's metadata (a str: the keys of `product_xattrs`).
+XATTR_PREFIX = "user.mast."
+
+
+def product_xattrs(p: Product, readable: bool) -> dict[str, str]:
+    """The basket's "File Details", as `user.mast.*` extended attributes."""
+    values = {
+        "uri": p.dataURI,
+        "dataset": p.obs_id,
+        "collection": p.obs_collection,
+        "obsid": p.obsID,
+        "parent_obsid": p.parent_obsid,
+        "product_level": product_level(p),
+        "calib_level": str(p.calib_level),
+        "group": p.productSubGroupDescription,
+        "product_group": p.productGroupDescription,
+        "category": p.productType,
+        "access": p.dataRights,
+        "readable": "yes" if readable else "no",
+        "size": str(p.size),
+        "description": p.description,
+        "prvversion": p.prvversion,
+        "proposal_id": p.proposal_id,
+        "instrument": p.instrument_name,
+        "filters": p.filters,
+        "dataproduct_type": p.dataproduct_type,
+        "project": p.project,
+    }
+    return {XATTR_PREFIX + k: v for k, v in values.items() if v != ""}
