@@ -385,8 +385,9 @@ def token_from_args(args: argparse.Namespace) -> str | None:
 def cache_dir_from_args(args: argparse.Namespace) -> Path:
     if args.cache_dir is not None:
         return Path(os.path.abspath(args.cache_dir))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "mastfs"
+    from mastfs.runtime import default_cache_dir
+
+    return default_cache_dir()
 
 
 def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
@@ -456,11 +457,12 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
 
 
 def _mount_in_background(mountpoint: Path, argv: Sequence[str], cache_dir: Path, demo: bool) -> int:
-    from mastfs import daemon
+    from mastfs import daemon, runtime
+    from mastfs.private import PrivacyError
 
     try:
-        code = daemon.spawn(argv, daemon.log_path(cache_dir, mountpoint))
-    except daemon.DaemonError as exc:
+        code = daemon.spawn(argv, runtime.log_path(cache_dir, mountpoint))
+    except (daemon.DaemonError, PrivacyError) as exc:
         fail(str(exc))
     if demo and code == 0:
         from mastfs.demo import next_steps

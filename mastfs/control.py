@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from mastfs import system
+from mastfs import runtime, system
 from mastfs.selection import Selection
 from mastfs.xattrs import XATTR_SELECTION, XATTR_SUMMARY
 
@@ -46,13 +46,7 @@ def _mastfs_mount(mountpoint: Path) -> Path:
 
 
 def _daemon_pid(path: Path) -> int | None:
-    # mount.py imports pyfuse3 and the cache: only this command needs its pid file's name.
-    from mastfs.mount import pidfile_for
-
-    try:
-        return int(pidfile_for(path).read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return runtime.read_pid(path)
 
 
 def umount(mountpoint: Path, lazy: bool = False) -> None:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from mastfs import runtime
+
 log = logging.getLogger(__name__)
 
 # The tags of the ready pipe, one per line: "TAG text".
@@ -94,16 +96,6 @@ class PipeReporter:
             pass
 
 
-def log_path(cache_dir: Path, mountpoint: Path) -> Path:
-    """The daemon's log file for `mountpoint` (its directory is created)."""
-    # mount.py imports pyfuse3 and the cache: not worth it for a foreground `mastfs ls`.
-    from mastfs.mount import mount_id
-
-    path = cache_dir / "logs" / f"mount-{mount_id(mountpoint)}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def spawn(argv: Sequence[str], log_file: Path) -> int:
     """Run `mastfs ARGV` as a detached daemon and relay its reports until it is ready (0) or
     has failed (1); `DaemonError` if it exits without saying either."""
@@ -117,7 +109,7 @@ def spawn(argv: Sequence[str], log_file: Path) -> int:
         READY_FD_OPTION,
         str(write_fd),
     ]
-    with open(log_file, "ab") as out:
+    with os.fdopen(runtime.open_log(log_file), "ab") as out:
         child = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -7,11 +7,9 @@ background daemon writes them to the pipe its parent waits on (see `daemon.py`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
-import tempfile
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -22,10 +20,11 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import system
+from mastfs import runtime, system
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
+from mastfs.private import PrivacyError, private_dir
 from mastfs.selection import Selection, format_summary
 from mastfs.session import Progress, SessionError, open_session
 
@@ -82,33 +81,15 @@ def check_mountpoint(path: Path) -> Path:
 
 
 def check_cache_dir(path: Path) -> Path:
+    """The cache directory, created private if missing; refused if others could write it."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
+        return private_dir(path)
+    except PrivacyError as exc:
+        raise MountError(str(exc)) from exc
     except OSError as exc:
         raise MountError(
             f"cache directory {path} cannot be written: {exc.strerror or exc}"
         ) from exc
-    return path
-
-
-def runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(
-        tempfile.gettempdir(), f"mastfs-{os.getuid()}"
-    )
-    path = Path(base) / "mastfs"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
-
-
-def mount_id(mountpoint: Path) -> str:
-    """A short stable name for a mount point: its pid file and daemon log are named by it."""
-    return hashlib.sha256(str(Path(os.path.abspath(mountpoint))).encode()).hexdigest()[:16]
-
-
-def pidfile_for(mountpoint: Path) -> Path:
-    return runtime_dir() / f"{mount_id(mountpoint)}.pid"
 
 
 # -- the mount itself --------------------------------------------------------------------------
@@ -185,8 +166,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         stack.callback(close)
         nursery.start_soon(tune_readahead, opts.mountpoint, opts.readahead_kb)
         nursery.start_soon(_terminate_on_signals)
-        pid = pidfile_for(opts.mountpoint)
-        pid.write_text(str(os.getpid()))
+        pid = runtime.write_pid(opts.mountpoint)
         stack.callback(lambda: pid.unlink(missing_ok=True))
         who = user.display_name if user else "anonymous"
         reporter.ready(

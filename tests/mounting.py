@@ -49,7 +49,7 @@ class Mount:
 
 def _daemon_pid(mountpoint: Path) -> int | None:
     # The daemon writes its pid to the runtime dir; read it through the same helper.
-    from mastfs.mount import pidfile_for
+    from mastfs.runtime import pidfile_for
 
     try:
         return int(pidfile_for(mountpoint).read_text().strip())

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from astropy.io import fits
 
-from mastfs.mount import pidfile_for
+from mastfs.runtime import pidfile_for
 from mastfs.sim.catalog import default_catalog
 from tests.mounting import force_unmount, is_mounted, process_gone, run_cli
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mastfs import system
-from mastfs.mount import pidfile_for
+from mastfs.runtime import pidfile_for
 
 from .common import PY, BenchError
 from .procs import clean_env, run, tail
