@@ -525,6 +525,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     import trio
 
     from mastfs.daemon import ConsoleReporter
+    from mastfs.private import PrivacyError
+    from mastfs.runtime import check_cache_dir
     from mastfs.selection import format_summary
     from mastfs.session import SessionError, open_session
     from mastfs.table import format_table
@@ -532,6 +534,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     selection = selection_from_args(args)
     query = query_from_args(args)
     server, token = server_from_args(args), token_from_args(args)
+    try:
+        check_cache_dir(cache_dir_from_args(args))
+    except PrivacyError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cache directory {cache_dir_from_args(args)} cannot be written: {exc.strerror}")
     setup_logging(False)
     logging.getLogger("mastfs").setLevel(logging.WARNING)
     reporter = ConsoleReporter()

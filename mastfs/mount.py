@@ -24,7 +24,7 @@ from mastfs import runtime, system
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
-from mastfs.private import PrivacyError, private_dir
+from mastfs.private import PrivacyError
 from mastfs.selection import Selection, format_summary
 from mastfs.session import Progress, SessionError, open_session
 
@@ -83,7 +83,7 @@ def check_mountpoint(path: Path) -> Path:
 def check_cache_dir(path: Path) -> Path:
     """The cache directory, created private if missing; refused if others could write it."""
     try:
-        return private_dir(path)
+        return runtime.check_cache_dir(path)
     except PrivacyError as exc:
         raise MountError(str(exc)) from exc
     except OSError as exc:

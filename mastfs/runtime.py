@@ -27,6 +27,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "mastfs"
 
 
+def check_cache_dir(path: Path) -> Path:
+    """The cache directory, created private if missing; `PrivacyError` if others could write
+    it or it is not ours, `OSError` if it cannot be made."""
+    return private_dir(path)
+
+
 def runtime_dir() -> Path:
     """The user's private directory for pid files (created 0700, checked as ssh would)."""
     base = os.environ.get("XDG_RUNTIME_DIR")
