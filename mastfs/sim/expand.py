@@ -103,6 +103,8 @@ def _order(block: Block) -> Iterator[tuple[Obs, bool, bool]]:
 
 
 class _Expander:
+    """The state of one program's expansion: rows so far, files so far, visits, the pool."""
+
     def __init__(self, program: Program) -> None:
         self.prog = program
         self.mission = MISSIONS[program.collection]
@@ -201,12 +203,11 @@ class _Expander:
             else:
                 record.products.extend(shared)
         parent = self.parents.get(o.obs_id)
-        for key in parent.kinds if parent is not None else ():
-            if self.kinds[key].to_members:
-                assert parent is not None
-                uri = self._uri(parent, key)
+        if parent is not None:
+            uris = {self._uri(parent, k) for k in parent.kinds if self.kinds[k].to_members}
+            if uris:
                 owned = self.records[parent.obs_id].products
-                record.products += [q for q in owned if q.file.uri == uri]
+                record.products += [q for q in owned if q.file.uri in uris]
         if o.header is not None and o.level == 2 and self.prog.pool:
             uncal = f"{o.obs_id}_uncal.fits"
             row = recipes.pool_row(self.jwst, self._exposure(o), uncal, o.candidate)
@@ -217,11 +218,9 @@ class _Expander:
     def _make(self, o: Obs, owner: ObsRecord, kind: Kind, key: str) -> Product:
         filename = self._filename(o, kind)
         recipe = self._recipe(o, kind, key, filename)
-        return self._add(owner, filename, recipe, kind, kind.level or o.level)
+        return self._add(owner, filename, recipe, kind)
 
-    def _add(
-        self, owner: ObsRecord, filename: str, recipe: Recipe, kind: Kind, level: int
-    ) -> Product:
+    def _add(self, owner: ObsRecord, filename: str, recipe: Recipe, kind: Kind) -> Product:
         p = self.prog
         uri = f"mast:{p.collection}/product/{filename}"
         if uri in self.files:
@@ -249,7 +248,7 @@ class _Expander:
             productType=kind.category,
             subgroup=kind.subgroup,
             description=kind.description,
-            calib_level=level,
+            calib_level=kind.level,
             mrp=kind.recommended,
             type=self.mission.product_type,
             project=self.mission.project,
@@ -264,7 +263,7 @@ class _Expander:
         """The pool's product, listed first, with a placeholder recipe."""
         kind = self.kinds["pool"]
         name = kind.filename.format(program=self.prog.program, version=self.prog.version)
-        return self._add(owner, name, Recipe(fmt="csv"), kind, kind.level or 3)
+        return self._add(owner, name, Recipe(fmt="csv"), kind)
 
     def _finish_pool(self, records: list[ObsRecord]) -> None:
         kind = self.kinds["pool"]
@@ -272,7 +271,7 @@ class _Expander:
         recipe = recipes.pool(name, self.pool_rows)
         pool = self.pool
         if pool is None:
-            pool = self._add(records[0], name, recipe, kind, kind.level or 3)
+            pool = self._add(records[0], name, recipe, kind)
         else:
             # Registered early with a placeholder: its rows are known only now.
             old = pool.file
@@ -293,9 +292,7 @@ class _Expander:
     # -- names and recipes ---------------------------------------------------------------------
 
     def _filename(self, o: Obs, kind: Kind) -> str:
-        if kind.fmt == "guide":
-            t = self._guide_time(o, kind)
-            return f"{o.visit}_{kind.subgroup.lower()}_{recipes.guide_stamp(t)}_{kind.filename}"
+        stamp = recipes.guide_stamp(self._guide_time(o, kind)) if kind.fmt == "guide" else ""
         observation = o.header.observation if o.header is not None else 0
         return kind.filename.format(
             obs_id=o.obs_id,
@@ -304,6 +301,7 @@ class _Expander:
             version=self.prog.version,
             observation=observation,
             seq=o.seq,
+            stamp=stamp,
         )
 
     def _uri(self, o: Obs, key: str) -> str:

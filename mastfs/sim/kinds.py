@@ -69,15 +69,15 @@ class Kind:
     """One kind of product.
 
     filename: a template over the observation (`{obs_id}`, `{visit}`, `{program}` = the
-    five-digit proposal, `{version}` = the association stamp, `{observation}`, `{seq}`).
-    fmt: fits | jpeg | png | asn | pool | ecsv | log | text; `guide` for guide-star FITS files,
-    named after the visit and their own time stamp. `level` None takes the observation's.
+    five-digit proposal, `{version}` = the association stamp, `{observation}`, `{seq}`, and
+    for guide stars `{stamp}`, the time they were taken).
+    fmt: fits | jpeg | png | asn | pool | ecsv | log | text, or guide (a guide-star FITS file).
     """
 
     filename: str
     category: str
     subgroup: str
-    level: int | None
+    level: int
     description: str
     fmt: str = "fits"
     hdus: tuple[Hdu, ...] = ()
@@ -150,32 +150,18 @@ def _asn(asn_type: str, seq: str, members: str, target: str) -> Kind:
 
 
 def _guide(kind: str, level: int, minutes: int, shape: tuple[int, int, int]) -> Kind:
+    """A guide-star file of a visit: calibrated (L2b) or the guider's pixel stream (L1b)."""
     name = kind.upper()
+    hdus: tuple[Hdu, ...]
     if level == 1:
-        return Kind(
-            "stream.fits",
-            AUXILIARY,
-            name,
-            1,
-            f"guide star (L1b): {name} guider pixel stream",
-            "guide",
-            (Img("SCI", 16, shape, role="raw", bunit="DN"),),
-            model="GuiderCalModel",
-            style="guide",
-            minutes=minutes,
-        )
-    return Kind(
-        "cal.fits",
-        AUXILIARY,
-        name,
-        2,
-        f"guide star (L2b): {name} calibrated guider data",
-        "guide",
-        cal_exts("DN/s", shape, names=("SCI", "ERR", "DQ")),
-        model="GuiderCalModel",
-        style="guide",
-        minutes=minutes,
-    )
+        suffix, what = "stream", f"guide star (L1b): {name} guider pixel stream"
+        hdus = (Img("SCI", 16, shape, role="raw", bunit="DN"),)
+    else:
+        suffix, what = "cal", f"guide star (L2b): {name} calibrated guider data"
+        hdus = cal_exts("DN/s", shape, names=("SCI", "ERR", "DQ"))
+    filename = f"{{visit}}_{kind}_{{stamp}}_{suffix}.fits"
+    return Kind(filename, AUXILIARY, name, level, what, "guide", hdus, model="GuiderCalModel",
+                style="guide", minutes=minutes)  # fmt: skip
 
 
 _RAW4D = Img("SCI", 16, ("ncols", "nrows", "ngroups", "nints"), role="raw", bunit="DN")
