@@ -1,0 +1,275 @@
+"""File downloads: `Download/file` with ranges, validators and access rules; `bundle.sh`.
+
+A file body goes out as large memoryview chunks through `socket.sendall`; the per-chunk loop
+does no fault or bandwidth checks unless a fault is configured, which keeps one stream well
+above 1 GB/s on loopback.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import shlex
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, quote
+
+from mastfs.sim.api_auth import access_denied
+from mastfs.sim.faults import RequestPlan
+from mastfs.sim.handler import Route
+from mastfs.sim.portal import error_body
+
+if TYPE_CHECKING:
+    from mastfs.sim.content import SimFile
+    from mastfs.sim.handler import BaseHandler, Request
+
+CHUNK = 1 << 20  # fast-path write size: large enough that per-call overhead vanishes
+
+_CONTENT_TYPES = {
+    ".fits": "application/fits",
+    ".fit": "application/fits",
+    ".fts": "application/fits",
+    ".gz": "application/gzip",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".ecsv": "text/plain; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".log": "text/plain; charset=utf-8",
+    ".xml": "application/xml",
+    ".html": "text/html; charset=utf-8",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".asdf": "application/octet-stream",
+}
+
+
+def content_type(filename: str) -> str:
+    dot = filename.rfind(".")
+    default = "application/octet-stream"
+    return _CONTENT_TYPES.get(filename[dot:].lower(), default) if dot >= 0 else default
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII-safe quoted fallback and the exact name per RFC 6266/8187."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def http_date(ts: float) -> str:
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def quoted_etag(etag: str) -> str:
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
+class _Unsatisfiable:
+    """Marker: the Range header asks only for bytes past the end."""
+
+
+UNSATISFIABLE = _Unsatisfiable()
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | _Unsatisfiable | None:
+    """One `Range: bytes=...` spec → inclusive (first, last), UNSATISFIABLE, or None = send all.
+
+    Multiple ranges are answered with the whole body (RFC 9110 lets a server ignore Range; S3
+    does the same), as are syntactically invalid headers.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if not first:
+        if not last.isdigit():
+            return None
+        n = int(last)
+        if n == 0 or size == 0:
+            return UNSATISFIABLE
+        return (max(0, size - n), size - 1)
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None
+    a = int(first)
+    b = int(last) if last else size - 1
+    if last and b < a:
+        return None
+    if a >= size:
+        return UNSATISFIABLE
+    return (a, min(b, size - 1))
+
+
+def _etag_list(header: str) -> list[str]:
+    return [t.strip() for t in header.split(",") if t.strip()]
+
+
+def _weak_match(header: str, etag: str) -> bool:
+    def bare(t: str) -> str:
+        return t[2:] if t.startswith("W/") else t
+
+    return any(t == "*" or bare(t) == bare(etag) for t in _etag_list(header))
+
+
+def _strong_match(header: str, etag: str) -> bool:
+    if etag.startswith("W/"):
+        return False
+    return any(t == "*" or t == etag for t in _etag_list(header))
+
+
+def _is_date(value: str) -> bool:
+    try:
+        email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def download(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
+    uri = (req.query.get("uri") or [""])[0]
+    if req.method == "POST" and not uri:
+        uri = (parse_qs(req.body.decode("utf-8", "replace")).get("uri") or [""])[0]
+    if not uri:
+        h.send_json(400, error_body("missing 'uri' parameter"), stat="file")
+        return
+    serve_file(h, req.method, uri, h.sim.file(uri))
+
+
+def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None:
+    """Answer a request for the bytes of `uri` (also the directory view's file links)."""
+    sim = h.sim
+    plan = sim.faults.plan(uri, True)
+    if plan.latency:
+        time.sleep(plan.latency)
+    if plan.error_status is not None:
+        h.send_json(plan.error_status, error_body("simulated server error"), uri=uri)
+        return
+    if f is None:
+        h.send_json(404, error_body(f"File not found: {uri}"), uri=uri)
+        return
+    denied = access_denied(h, f)
+    if denied is not None:
+        status, msg = denied
+        extra = [("WWW-Authenticate", 'Bearer realm="mast"')] if status == 401 else []
+        h.send_json(status, error_body(msg), extra, uri=uri)
+        return
+
+    size = f.size
+    etag = quoted_etag(f.etag)
+    headers = [
+        ("Content-Type", content_type(f.filename)),
+        ("Accept-Ranges", "none" if plan.ignore_range else "bytes"),
+        ("ETag", etag),
+        ("Last-Modified", http_date(f.last_modified)),
+        ("Content-Disposition", content_disposition(f.filename)),
+    ]
+    hdrs = h.headers
+    if_match = hdrs.get("If-Match")
+    if if_match and not _strong_match(if_match, etag):
+        h.send_json(412, error_body("precondition failed: ETag does not match"), uri=uri)
+        return
+    if_none_match = hdrs.get("If-None-Match")
+    not_modified = False
+    if if_none_match:
+        not_modified = _weak_match(if_none_match, etag)
+    elif hdrs.get("If-Modified-Since"):
+        ims = hdrs["If-Modified-Since"]
+        since = email.utils.parsedate_to_datetime(ims) if _is_date(ims) else None
+        not_modified = since is not None and int(f.last_modified) <= since.timestamp()
+    if not_modified:
+        validators = [(k, v) for k, v in headers if k in ("ETag", "Last-Modified")]
+        h.send(304, b"", validators, uri=uri)
+        return
+
+    rng = None if plan.ignore_range else parse_range(hdrs.get("Range"), size)
+    if rng is not None and hdrs.get("If-Range") and not _if_range_holds(h, f, etag):
+        rng = None
+    if isinstance(rng, _Unsatisfiable):
+        headers = [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")]
+        h.send_json(416, error_body(f"range not satisfiable (size {size})"), headers, uri=uri)
+        return
+    if rng is None:
+        status, start, end = 200, 0, size
+    else:
+        status, start, end = 206, rng[0], rng[1] + 1
+        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    length = end - start
+
+    sim.stats.record_file(uri, method, status)
+    h.write(h.head(status, headers, length))
+    h.sent_headers = True
+    if method == "HEAD" or length == 0:
+        return
+    body_plan = plan.body(length)
+    h.body_sent = 0
+    h.stat_uri = uri
+    if body_plan is None:
+        for chunk in f.iter_range(start, end, CHUNK):
+            h.write_body(chunk)
+    else:
+        h.stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
+
+
+def _if_range_holds(h: BaseHandler, f: SimFile, etag: str) -> bool:
+    value = h.headers["If-Range"].strip()
+    if value.startswith(('"', "W/")):
+        return not etag.startswith("W/") and value == etag
+    if not _is_date(value):
+        return False
+    return int(email.utils.parsedate_to_datetime(value).timestamp()) == int(f.last_modified)
+
+
+def _comment(text: str) -> str:
+    """Text safe to put after `#` in a shell script (no line breaks)."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def bundle(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
+    """A curl script downloading the requested URIs, like MAST's `bundle.sh`."""
+    uris = list(req.query.get("uri") or [])
+    uris += parse_qs(req.body.decode("utf-8", "replace")).get("uri") or []
+    host = h.headers.get("Host") or f"{h.sim.host}:{h.sim.port}"
+    base = f"http://{host}"
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    lines = [
+        "#!/bin/sh",
+        "#",
+        f"# Download script from the MAST archive simulator at {base} ({stamp}).",
+        "# Usage: sh mastDownload.sh [TOKEN]; the token may also come from $MAST_API_TOKEN.",
+        "#",
+        'MAST_API_TOKEN="${1:-$MAST_API_TOKEN}"',
+        'DOWNLOAD_FOLDER="${DOWNLOAD_FOLDER:-MAST_' + stamp + '}"',
+        'if [ -n "$MAST_API_TOKEN" ]; then AUTH="Authorization: token $MAST_API_TOKEN";'
+        ' else AUTH="X-No-Token: 1"; fi',
+        "",
+    ]
+    for uri in uris:
+        f = h.sim.file(uri)
+        if f is None:
+            lines.append(f"# not found: {_comment(uri)}")
+            continue
+        rel = shlex.quote(f"{f.collection}/{f.dataset}/{f.filename}")
+        url = shlex.quote(f"{base}/api/v0.1/Download/file?uri={quote(uri, safe=':/')}")
+        lines += [
+            f"echo '<<< Downloading File: '{shlex.quote(uri)}",
+            f'echo "                  To: $DOWNLOAD_FOLDER/"{rel}',
+            'curl -H "$AUTH" --globoff --location-trusted -f --progress-bar --create-dirs'
+            f' --output "$DOWNLOAD_FOLDER/"{rel} {url}',
+            "",
+        ]
+    lines.append("exit 0")
+    body_out = ("\n".join(lines) + "\n").encode()
+    headers = [
+        ("Content-Type", "text/x-shellscript; charset=utf-8"),
+        ("Content-Disposition", f'attachment; filename="mastDownload_{stamp}.sh"'),
+    ]
+    h.send(200, body_out, headers, plan, stat="bundle")
+
+
+ROUTES = (
+    Route(("/api/v0.1/Download/file", "/jwst/api/v0.1/Download/file"), download, own_faults=True),
+    Route(("/api/v0.1/Download/bundle.sh", "/api/v0.1/Download/bundle"), bundle),
+)
