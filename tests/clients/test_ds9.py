@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from mastfs.sim.catalog import default_catalog
-from tests.mounting import Mount, mounted
+from tests.support.catalog import catalog_rows
+from tests.support.mounting import Mount, mounted
+from tests.support.sim import SimControl
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +178,19 @@ def mount(tmp_path_factory: pytest.TempPathFactory, sim_url: str, tools: None) -
         yield m
 
 
+@pytest.fixture(scope="module")
+def sim_control(sim_url: str) -> Iterator[SimControl]:
+    control = SimControl(sim_url)
+    try:
+        yield control
+    finally:
+        control.close()
+
+
 def product_row(filename: str) -> dict:
-    cat = default_catalog()
-    for obs in cat.observations:
-        if str(obs["proposal_id"]) == "2734":
-            for row in cat.products_for(str(obs["obsid"])):
-                if row["productFilename"] == filename:
-                    return row
+    for row in catalog_rows("2734"):
+        if row["productFilename"] == filename:
+            return row
     raise AssertionError(f"{filename} is not in program 2734")
 
 
@@ -198,7 +205,7 @@ def reference() -> Iterator[fits.HDUList]:
 
 @pytest.fixture(scope="module")
 def ds9(
-    mount: Mount, display: str, sim_url: str, tmp_path_factory: pytest.TempPathFactory
+    mount: Mount, display: str, sim_control: SimControl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Ds9]:
     row = product_row(PRODUCT)
     path = mount.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
@@ -215,7 +222,7 @@ def ds9(
         "XPA_METHOD": "local",
         "XPA_TMPDIR": str(xpa_dir),
     }
-    httpx.post(f"{sim_url}/__sim/stats/reset").raise_for_status()
+    sim_control.reset_stats()
     xpans: subprocess.Popen[bytes] | None = None
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -293,11 +300,10 @@ def wait_until_loaded(client: Ds9, proc: subprocess.Popen[bytes], deadline: floa
         time.sleep(0.2)
 
 
-def test_ds9_names_the_mounted_file(ds9: Ds9, sim_url: str) -> None:
+def test_ds9_names_the_mounted_file(ds9: Ds9, sim_control: SimControl) -> None:
     assert ds9.get("file") == f"{ds9.path}[SCI]"
     # DS9's bytes came through the mount from the archive, not from anywhere else.
-    served = httpx.get(f"{sim_url}/__sim/stats").json()["files"].get(ds9.uri, {})
-    assert served.get("bytes", 0) > 0
+    assert sim_control.sent(ds9.uri) > 0
 
 
 def test_ds9_headers_match_the_archive(ds9: Ds9, reference: fits.HDUList) -> None:

@@ -4,6 +4,9 @@ One `mastfs mount --program 2734,1558` serves the module: astropy's FITS reader 
 `astropy.table.Table` on ECSV catalogs, FITS binary tables and the pipe-separated pool, astropy's
 WCS on an `i2d` header, `json` on an association and Pillow on the JPEG/PNG previews. The
 reference is always the simulator's own bytes for the same URI (read in process, not over HTTP).
+
+The clients run in a child Python (the `python_child` fixture, tests/support/child.py): each
+test sends its module-level body there, so a wedged daemon fails the test, not the session.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -27,7 +29,10 @@ from astropy.wcs import WCS
 from PIL import Image
 
 from mastfs.sim.catalog import SimFile, default_catalog
-from tests.mounting import Mount, mounted
+from tests.support.catalog import catalog_rows, nested_path
+from tests.support.child import PythonChild
+from tests.support.mounting import Mount, mounted
+from tests.support.sim import Sim
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +82,7 @@ def sim_bytes(uri: str) -> bytes:
 
 
 def all_rows() -> list[dict]:
-    cat = default_catalog()
-    rows: list[dict] = []
-    for obs in cat.observations:
-        if str(obs["proposal_id"]) in PROGRAMS:
-            rows.extend(cat.products_for(str(obs["obsid"])))
+    rows = [row for program in PROGRAMS for row in catalog_rows(program)]
     return [r for r in rows if "_gs-" not in r["productFilename"]]
 
 
@@ -103,12 +104,7 @@ def rows_ending(suffix: str, proposal: str) -> list[dict]:
 
 
 def at(m: Mount, row: dict) -> Path:
-    return m.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
-
-
-def served_bytes(sim_url: str, uri: str) -> int:
-    entry = httpx.get(f"{sim_url}/__sim/stats").json()["files"].get(uri, {})
-    return int(entry.get("bytes", 0))
+    return nested_path(m.path, row)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +116,13 @@ def mnt(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iterator[Moun
         yield m
 
 
-def test_fits_open_walks_every_hdu_of_a_multi_extension_product(mnt: Mount) -> None:
+def test_fits_open_walks_every_hdu_of_a_multi_extension_product(
+    mnt: Mount, python_child: PythonChild
+) -> None:
+    python_child.call(fits_open_walks_every_hdu_of_a_multi_extension_product, mnt)
+
+
+def fits_open_walks_every_hdu_of_a_multi_extension_product(mnt: Mount) -> None:
     row = rows_ending("_cal.fits", "2734")[0]
     with fits.open(io.BytesIO(sim_bytes(row["dataURI"]))) as ref:
         with fits.open(at(mnt, row)) as hdul:
@@ -135,24 +137,36 @@ def test_fits_open_walks_every_hdu_of_a_multi_extension_product(mnt: Mount) -> N
             assert hdul[0].header["OBS_ID"] == row["obs_id"]
 
 
-def test_every_header_of_a_1gib_product_moves_little(mnt: Mount, sim_url: str) -> None:
+def test_every_header_of_a_1gib_product_moves_little(
+    mnt: Mount, sim: Sim, python_child: PythonChild
+) -> None:
     """Walking all HDU headers seeks over the data: only header blocks cross the network."""
     row = max(rows_ending("_rateints.fits", "2734"), key=lambda r: int(r["size"]))
     assert int(row["size"]) == 1 << 30
-    before = served_bytes(sim_url, row["dataURI"])
+    before = sim.sent(row["dataURI"])
+    got, want = python_child.call(every_header, mnt, row)
+    assert got == want
+    assert len(got) >= 4
+    moved = sim.sent(row["dataURI"]) - before
+    assert 0 < moved <= 2 * MIB * len(got), f"{moved} bytes for {len(got)} headers"
+
+
+def every_header(mnt: Mount, row: dict) -> tuple[list[str], list[str]]:
+    """In the child: every HDU header of the product, through the mount and from the archive."""
     with warnings.catch_warnings():
         # 1 GiB is not a multiple of 2880: the simulator pads with 64 zero bytes (simulator.md).
         warnings.filterwarnings("ignore", "Unexpected extra padding", AstropyUserWarning)
         with fits.open(at(mnt, row)) as hdul, fits.open(SimReader(row["dataURI"])) as ref:
             got = [h.header.tostring() for h in hdul]
             want = [h.header.tostring() for h in ref]
-    assert got == want
-    assert len(got) >= 4
-    moved = served_bytes(sim_url, row["dataURI"]) - before
-    assert 0 < moved <= 2 * MIB * len(got), f"{moved} bytes for {len(got)} headers"
+    return got, want
 
 
-def test_table_read_of_x1dints_bintables(mnt: Mount) -> None:
+def test_table_read_of_x1dints_bintables(mnt: Mount, python_child: PythonChild) -> None:
+    python_child.call(table_read_of_x1dints_bintables, mnt)
+
+
+def table_read_of_x1dints_bintables(mnt: Mount) -> None:
     row = rows_ending("_x1dints.fits", "2734")[0]
     data = sim_bytes(row["dataURI"])
     with fits.open(io.BytesIO(data)) as ref:
@@ -171,7 +185,11 @@ def test_table_read_of_x1dints_bintables(mnt: Mount) -> None:
     assert str(spectrum["WAVELENGTH"].unit) == "um"
 
 
-def test_table_read_of_ecsv_catalogs(mnt: Mount) -> None:
+def test_table_read_of_ecsv_catalogs(mnt: Mount, python_child: PythonChild) -> None:
+    python_child.call(table_read_of_ecsv_catalogs, mnt)
+
+
+def table_read_of_ecsv_catalogs(mnt: Mount) -> None:
     rows = rows_ending("_cat.ecsv", "1558")[:3] + rows_ending("_whtlt.ecsv", "2734")[:1]
     for row in rows:
         got = Table.read(at(mnt, row))
@@ -186,7 +204,11 @@ def test_table_read_of_ecsv_catalogs(mnt: Mount) -> None:
     assert str(catalog["sky_centroid.ra"].unit) == "deg"
 
 
-def test_pool_reads_as_a_pipe_separated_table(mnt: Mount) -> None:
+def test_pool_reads_as_a_pipe_separated_table(mnt: Mount, python_child: PythonChild) -> None:
+    python_child.call(pool_reads_as_a_pipe_separated_table, mnt)
+
+
+def pool_reads_as_a_pipe_separated_table(mnt: Mount) -> None:
     row = rows_ending("_pool.csv", "2734")[0]
     got = Table.read(at(mnt, row), format="ascii.basic", delimiter="|")
     want = Table.read(sim_bytes(row["dataURI"]).decode(), format="ascii.basic", delimiter="|")
@@ -198,7 +220,11 @@ def test_pool_reads_as_a_pipe_separated_table(mnt: Mount) -> None:
     assert set(got["FILENAME"]) <= in_mount
 
 
-def test_wcs_from_an_i2d_header(mnt: Mount) -> None:
+def test_wcs_from_an_i2d_header(mnt: Mount, python_child: PythonChild) -> None:
+    python_child.call(wcs_from_an_i2d_header, mnt)
+
+
+def wcs_from_an_i2d_header(mnt: Mount) -> None:
     row = rows_ending("_i2d.fits", "1558")[0]
     header = fits.getheader(at(mnt, row), "SCI")
     with fits.open(SimReader(row["dataURI"])) as ref:
@@ -210,7 +236,11 @@ def test_wcs_from_an_i2d_header(mnt: Mount) -> None:
     assert np.array_equal(wcs.all_pix2world(pixels, 0), ref_wcs.all_pix2world(pixels, 0))
 
 
-def test_json_load_of_an_association(mnt: Mount) -> None:
+def test_json_load_of_an_association(mnt: Mount, python_child: PythonChild) -> None:
+    python_child.call(json_load_of_an_association, mnt)
+
+
+def json_load_of_an_association(mnt: Mount) -> None:
     rows = rows_ending("_asn.json", "2734")
     for row in rows:
         with open(at(mnt, row), encoding="utf-8") as f:
@@ -237,7 +267,13 @@ def test_json_load_of_an_association(mnt: Mount) -> None:
         ("_i2d_thumb.png", "1558", "PNG"),
     ],
 )
-def test_pillow_opens_previews(mnt: Mount, suffix: str, proposal: str, fmt: str) -> None:
+def test_pillow_opens_previews(
+    mnt: Mount, suffix: str, proposal: str, fmt: str, python_child: PythonChild
+) -> None:
+    python_child.call(pillow_opens_previews, mnt, suffix, proposal, fmt)
+
+
+def pillow_opens_previews(mnt: Mount, suffix: str, proposal: str, fmt: str) -> None:
     row = rows_ending(suffix, proposal)[0]
     with Image.open(at(mnt, row)) as got, Image.open(io.BytesIO(sim_bytes(row["dataURI"]))) as want:
         assert got.format == want.format == fmt

@@ -21,7 +21,7 @@ import pytest
 
 from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, PARALLEL_URIS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str, path: Path) -> ModuleType:

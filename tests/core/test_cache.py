@@ -14,8 +14,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mastfs.cache import BlockCache
-from mastfs.fetch import Fetcher, NotAuthorized, RetryPolicy, TransientError
-from tests.fetch_support import AUTHORIZED_TOKEN, FAST_RETRY, UNAUTHORIZED_TOKEN, MiB, Sim
+from mastfs.fetch import NotAuthorized, RetryPolicy, TransientError
+from tests.support.cache import cache_on
+from tests.support.sim import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN, MiB, Sim
 
 KiB = 1 << 10
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@asynccontextmanager
-async def cache_on(
-    directory: Path,
-    url: str,
-    token: str | None = None,
-    retry: RetryPolicy = FAST_RETRY,
-    **options: Any,
-) -> AsyncIterator[BlockCache]:
-    options.setdefault("size_limit", 1 << 30)
-    fetcher = Fetcher(url, token, retry)
-    try:
-        async with BlockCache.open_cache(fetcher, directory, **options) as cache:
-            yield cache
-            await cache.wait_idle()
-    finally:
-        fetcher.close()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def disk_blocks(directory: Path, uri: str) -> list[tuple[str, int]]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +20,8 @@ import pytest
 from mastfs.buffers import BufferPool
 from mastfs.cache import BlockCache, _block_key, _BlockDisk, _meta_key, _tag, identity_of
 from mastfs.fetch import Fetcher
-from tests.fetch_support import FAST_RETRY, MiB, Sim
-
-
-@asynccontextmanager
-async def cache_on(directory: Path, url: str, **options: Any) -> AsyncIterator[BlockCache]:
-    fetcher = Fetcher(url, None, FAST_RETRY)
-    try:
-        async with BlockCache.open_cache(
-            fetcher, directory, size_limit=1 << 30, **options
-        ) as cache:
-            yield cache
-            await cache.wait_idle()
-    finally:
-        fetcher.close()
+from tests.support.cache import cache_on
+from tests.support.sim import FAST_RETRY, MiB, Sim
 
 
 def run_files(directory: Path) -> list[Path]:

@@ -2,7 +2,7 @@
 
 Everything is real HTTP on loopback. Malformed answers the simulator never gives (a shifted
 `Content-Range`, a short or overlong body, `Retry-After`) come from `canned` servers
-(tests/fetch_support.py), which write each status line, header and body byte as told.
+(tests/support/sim.py), which write each status line, header and body byte as told.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mastfs.fetch import (
     RetryPolicy,
     TransientError,
 )
-from tests.fetch_support import (
+from tests.support.sim import (
     AUTHORIZED_TOKEN,
     FAST_RETRY,
     UNAUTHORIZED_TOKEN,

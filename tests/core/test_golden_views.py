@@ -3,7 +3,7 @@
 Archive (astroquery over HTTP to the simulator) → the real exclusive-access probe
 (`probe_readable_at`, one HEAD per proposal) → `MountState` → the bytes a mount serves. The
 golden files under tests/golden/ are those bytes; regenerate them with
-`MASTFS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden_views.py` and review the diff. They
+`MASTFS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/core/test_golden_views.py` and review the diff. They
 hold no time and no server address, so they are the same on every run and machine.
 """
 
@@ -29,7 +29,7 @@ from mastfs.sim.catalog import (
     default_catalog,
 )
 from mastfs.state import MountState
-from tests.views_support import (
+from tests.support.views import (
     OUR_COLUMNS,
     PORTAL_HEADER,
     Manifest,

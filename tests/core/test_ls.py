@@ -18,23 +18,13 @@ from typing import Any
 import pytest
 
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, default_catalog
-from tests.mounting import MASTFS, Mount, cleanup_stale_mounts, mounted, run_cli
-from tests.views_support import read_csv
+from tests.support import reads
+from tests.support.catalog import catalog_rows
+from tests.support.mounting import MASTFS, Mount, cleanup_stale_mounts, mounted, run_cli
+from tests.support.views import read_csv
 
 MRP = "Minimum Recommended Products"
 SEG1 = "jw02734001001_02101_00001-seg001_nis"
-
-Row = dict[str, Any]
-
-
-def catalog_rows(proposal: str) -> list[Row]:
-    cat = default_catalog()
-    rows: list[Row] = []
-    for obs in cat.observations:
-        if str(obs["proposal_id"]) == proposal:
-            rows.extend(cat.products_for(str(obs["obsid"])))
-    return rows
-
 
 def ls(
     sim_url: str, cache: Path, *args: str, env: dict[str, str] | None = None
@@ -182,7 +172,7 @@ def test_csv_equals_the_mounted_selection_csv(m2734: Mount, sim_url: str, cache:
             else:
                 chosen = run_cli(["select", str(m2734.path), "--all"], timeout=60)
             assert chosen.returncode == 0, chosen.stderr
-            mounted_csv = (m2734.path / "selection.csv").read_bytes()
+            mounted_csv = reads.read_bytes(m2734.path / "selection.csv")
             assert done.stdout == mounted_csv, options
             first, rows = read_csv(done.stdout)
             assert first.startswith(
@@ -191,7 +181,7 @@ def test_csv_equals_the_mounted_selection_csv(m2734: Mount, sim_url: str, cache:
             assert rows
             seen.add(done.stdout)
             # The summary goes to stderr with --csv, and equals the mount's.
-            summary = os.getxattr(m2734.path, "user.mastfs.summary").decode()
+            summary = reads.getxattr(m2734.path, "user.mastfs.summary").decode()
             assert done.stderr.decode().splitlines()[-1] == summary
         assert len(seen) == len(SELECTIONS)
     finally:

@@ -26,7 +26,7 @@ import pytest
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, BIG_4G_URI, HOSTILE_URI, UNAUTHORIZED_TOKEN
 from mastfs.sim.server import SimServer, parse_range
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOWNLOAD = "/api/v0.1/Download/file"
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, UNAUTHORIZED_TOKEN
-from tests.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
+from tests.support import reads
+from tests.support.mounting import Mount, cleanup_stale_mounts, is_mounted, mounted, run_cli
 
 pytestmark = pytest.mark.mount
 
@@ -142,10 +143,10 @@ def ea_anonymous(tmp_path_factory: pytest.TempPathFactory, sim_url: str) -> Iter
 
 
 def exclusive_file(m: Mount) -> Path:
-    for dirpath, _, files in os.walk(m.path):
+    for dirpath, _, files in reads.os_call("walk", m.path):
         for name in files:
             path = Path(dirpath) / name
-            if name.endswith(".fits") and os.getxattr(path, "user.mast.access") == (
+            if name.endswith(".fits") and reads.getxattr(path, "user.mast.access") == (
                 b"EXCLUSIVE_ACCESS"
             ):
                 return path
@@ -154,9 +155,9 @@ def exclusive_file(m: Mount) -> Path:
 
 def test_exclusive_access_listed_but_eacces(ea_anonymous: Mount) -> None:
     path = exclusive_file(ea_anonymous)
-    assert path.stat().st_size > 0
+    assert reads.stat(path).st_size > 0
     with pytest.raises(PermissionError) as info:
-        path.read_bytes()
+        reads.read_bytes(path)
     assert info.value.errno == errno.EACCES
     assert "warning" in ea_anonymous.result.stderr.lower()
 
@@ -176,7 +177,7 @@ def test_unauthorized_token_gets_eacces(sim_url: str, tmp_path: Path) -> None:
         server=sim_url,
     ) as m:
         with pytest.raises(PermissionError):
-            exclusive_file(m).read_bytes()
+            reads.read_bytes(exclusive_file(m))
 
 
 def test_authorized_token_reads(sim_url: str, tmp_path: Path) -> None:
@@ -190,10 +191,10 @@ def test_authorized_token_reads(sim_url: str, tmp_path: Path) -> None:
         env={"MAST_API_TOKEN": AUTHORIZED_TOKEN},
     ) as m:
         path = exclusive_file(m)
-        uri = os.getxattr(path, "user.mast.uri").decode()
-        head = path.open("rb").read(64 * 1024)
+        uri = reads.getxattr(path, "user.mast.uri").decode()
+        head = reads.pread(path, 0, 64 * 1024)
         assert head == bytes(default_catalog().file(uri).read(0, 64 * 1024))
-        manifest = (m.path / "manifest.html").read_text()
+        manifest = reads.read_text(m.path / "manifest.html")
         assert "Ada Authorized" in manifest
         assert AUTHORIZED_TOKEN not in manifest
     # The token never reaches the cache directory or the logs.

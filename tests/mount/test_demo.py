@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +23,10 @@ from astropy.io import fits
 
 from mastfs.mount import pidfile_for
 from mastfs.sim.catalog import default_catalog
-from tests.mounting import force_unmount, is_mounted, process_gone, run_cli
+from tests.support import reads
+from tests.support.catalog import catalog_rows
+from tests.support.child import PythonChild
+from tests.support.mounting import force_unmount, is_mounted, process_gone, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,7 @@ class Demo:
 
 
 def rows_2734() -> list[dict]:
-    cat = default_catalog()
-    rows: list[dict] = []
-    for obs in cat.observations:
-        if str(obs["proposal_id"]) == "2734":
-            rows.extend(cat.products_for(str(obs["obsid"])))
-    return [r for r in rows if "_gs-" not in r["productFilename"]]
+    return [r for r in catalog_rows("2734") if "_gs-" not in r["productFilename"]]
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +82,18 @@ def test_demo_shows_program_2734(demo: Demo) -> None:
         ["ls", "-lR", str(demo.path)], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     rows = rows_2734()
-    assert sorted(os.listdir(demo.path)) == ["JWST", "manifest.html", "selection.csv"]
-    assert set(os.listdir(demo.path / "JWST")) == {r["obs_id"] for r in rows}
+    assert sorted(reads.listdir(demo.path)) == ["JWST", "manifest.html", "selection.csv"]
+    assert set(reads.listdir(demo.path / "JWST")) == {r["obs_id"] for r in rows}
     for row in rows:
         assert row["productFilename"] in listing
         path = demo.path / "JWST" / row["obs_id"] / row["productFilename"]
-        assert path.stat().st_size == int(row["size"])
+        assert reads.stat(path).st_size == int(row["size"])
 
 
-def test_demo_product_opens_in_astropy(demo: Demo) -> None:
+def test_demo_product_opens_in_astropy(demo: Demo, python_child: PythonChild) -> None:
     row = next(r for r in rows_2734() if r["productFilename"].endswith("_x1dints.fits"))
     path = demo.path / "JWST" / row["obs_id"] / row["productFilename"]
-    header = fits.getheader(path)
+    header = python_child.call(fits.getheader, path)
     sim_file = default_catalog().file(row["dataURI"])
     assert sim_file is not None
     expected = fits.Header.fromfile(io.BytesIO(bytes(sim_file.read(0, 64 * 2880))))
@@ -105,16 +102,16 @@ def test_demo_product_opens_in_astropy(demo: Demo) -> None:
 
 
 def test_demo_has_manifest_and_selection(demo: Demo) -> None:
-    html = (demo.path / "manifest.html").read_text()
+    html = reads.read_text(demo.path / "manifest.html")
     assert html.startswith("<!DOCTYPE html>") and "jw02734" in html
-    text = (demo.path / "selection.csv").read_text()
+    text = reads.read_text(demo.path / "selection.csv")
     assert text.startswith("Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating")
     listed = list(csv.DictReader(io.StringIO(text)))
     assert {(r["Dataset"], r["Filename"]) for r in listed} == {
         (r["obs_id"], r["productFilename"]) for r in rows_2734()
     }
     for r in listed:
-        assert (demo.path / r["Path"]).is_file(), r["Path"]
+        assert reads.is_file(demo.path / r["Path"]), r["Path"]
 
 
 def test_demo_umount_ends_the_daemon(demo: Demo) -> None:

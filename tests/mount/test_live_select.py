@@ -1,6 +1,6 @@
 """Selection on a live mount: extended attributes, `mastfs select`, and the mount's summary line.
 
-Real mounts (`mastfs mount` daemons, tests/mounting.py) of the simulator's programs 2734 and
+Real mounts (`mastfs mount` daemons, tests/support/mounting.py) of the simulator's programs 2734 and
 6543, used with real tools: `getfattr`, `find`, `os.getxattr`, the `mastfs` CLI. What the mount
 should show is computed from the simulator's catalog, not from mastfs.
 """
@@ -15,9 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from mastfs.selection import Selection
@@ -27,8 +25,11 @@ from mastfs.sim.catalog import (
     UNAUTHORIZED_TOKEN,
     default_catalog,
 )
-from tests.mounting import Mount, cleanup_stale_mounts, mounted, run_cli
-from tests.views_support import check_manifest_structure, parse_manifest, read_csv
+from tests.support import reads
+from tests.support.catalog import Row, catalog_rows
+from tests.support.mounting import Mount, cleanup_stale_mounts, mounted, run_cli
+from tests.support.sim import Sim
+from tests.support.views import check_manifest_structure, parse_manifest, read_csv
 
 pytestmark = pytest.mark.mount
 
@@ -38,18 +39,6 @@ SEG1 = "jw02734001001_02101_00001-seg001_nis"
 OPEN_FILE = f"{SEG1}_rate.fits"
 OPEN_URI = f"mast:JWST/product/{OPEN_FILE}"
 VIRTUAL = {"manifest.html", "selection.csv"}
-
-Row = dict[str, Any]
-
-
-def catalog_rows(proposal: str) -> list[Row]:
-    cat = default_catalog()
-    rows: list[Row] = []
-    for obs in cat.observations:
-        if str(obs["proposal_id"]) == proposal:
-            rows.extend(cat.products_for(str(obs["obsid"])))
-    return rows
-
 
 def guide_star(r: Row) -> bool:
     return str(r["productSubGroupDescription"]).startswith("GS-")
@@ -70,28 +59,21 @@ def tree_files(root: Path) -> set[str]:
     ).stdout.split("\n")
     found = {Path(p).relative_to(root).as_posix() for p in out if p}
     walked = {
-        (Path(d) / f).relative_to(root).as_posix() for d, _, files in os.walk(root) for f in files
+        (Path(d) / f).relative_to(root).as_posix()
+        for d, _, files in reads.os_call("walk", root)
+        for f in files
     }
     assert found == walked
     assert VIRTUAL <= found
     return found - VIRTUAL
 
 
-def stats(sim_url: str) -> dict[str, Any]:
-    return httpx.get(f"{sim_url}/__sim/stats").json()
-
-
-def gets(sim_url: str, uri: str) -> int:
-    entry = stats(sim_url)["files"].get(uri, {})
-    return int(entry.get("methods", {}).get("GET", 0))
-
-
-def settled_gets(sim_url: str, uri: str) -> int:
+def settled_gets(sim: Sim, uri: str) -> int:
     """GETs of `uri` once the mount's readahead has stopped asking for more."""
-    count = gets(sim_url, uri)
+    count = sim.gets(uri)
     for _ in range(50):
         time.sleep(0.1)
-        now = gets(sim_url, uri)
+        now = sim.gets(uri)
         if now == count:
             return count
         count = now
@@ -124,13 +106,13 @@ class Views:
 
     def __init__(self, m: Mount) -> None:
         self.files = tree_files(m.path)
-        self.csv_bytes = (m.path / "selection.csv").read_bytes()
-        self.manifest_bytes = (m.path / "manifest.html").read_bytes()
+        self.csv_bytes = reads.read_bytes(m.path / "selection.csv")
+        self.manifest_bytes = reads.read_bytes(m.path / "manifest.html")
         first, self.csv = read_csv(self.csv_bytes)
         assert first.startswith("Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating")
         self.manifest = parse_manifest(self.manifest_bytes)
-        self.summary = os.getxattr(m.path, "user.mastfs.summary").decode()
-        self.selection = Selection.from_json(os.getxattr(m.path, "user.mastfs.selection"))
+        self.summary = reads.getxattr(m.path, "user.mastfs.summary").decode()
+        self.selection = Selection.from_json(reads.getxattr(m.path, "user.mastfs.selection"))
 
     def check_agree(self, user: str = "anonymous") -> None:
         check_manifest_structure(self.manifest, user)
@@ -176,7 +158,7 @@ def test_getfattr_shows_the_file_details(m2734: Mount) -> None:
         "group": "RATE",
         "category": "SCIENCE",
         "access": "PUBLIC",
-        "size": str(os.stat(path).st_size),
+        "size": str(reads.stat(path).st_size),
         "description": row["description"],
         "prvversion": row["prvversion"],
         "proposal_id": "2734",
@@ -188,8 +170,8 @@ def test_getfattr_shows_the_file_details(m2734: Mount) -> None:
     assert "Countrate" in expected["description"] and expected["prvversion"]
     for key, value in expected.items():
         assert dumped[f"user.mast.{key}"] == value, key
-        assert os.getxattr(path, f"user.mast.{key}").decode() == value, key
-    assert set(dumped) == {name for name in os.listxattr(path)}
+        assert reads.getxattr(path, f"user.mast.{key}").decode() == value, key
+    assert set(dumped) == {name for name in reads.os_call("listxattr", path)}
     assert dumped["user.mast.readable"] == "yes"
     # A shared file (the pool) is one inode: the same attributes under every folder.
     pools = [p for p in tree_files(m2734.path) if p.endswith("_pool.csv")]
@@ -212,10 +194,10 @@ def test_only_the_user_namespace_is_served(m2734: Mount) -> None:
     for target in (path, path.parent, m2734.path):
         for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
             with pytest.raises(OSError) as err:
-                os.getxattr(target, name)
+                reads.getxattr(target, name)
             assert err.value.errno == errno.EOPNOTSUPP, (target, name)
         with pytest.raises(OSError) as err:
-            os.getxattr(target, "user.mast.no_such_key")
+            reads.getxattr(target, "user.mast.no_such_key")
         assert err.value.errno == errno.ENODATA
     listing = subprocess.run(
         ["ls", "-l", str(path.parent)], capture_output=True, text=True, timeout=30, check=True
@@ -225,7 +207,7 @@ def test_only_the_user_namespace_is_served(m2734: Mount) -> None:
     assert modes and all(m == "-r--r--r--" for m in modes), modes
 
 
-def test_reselect_while_a_file_is_open(m2734: Mount, sim_url: str) -> None:
+def test_reselect_while_a_file_is_open(m2734: Mount, sim: Sim) -> None:
     path = m2734.path / "JWST" / SEG1 / OPEN_FILE
     sim = default_catalog().file(OPEN_URI)
     assert sim is not None
@@ -242,14 +224,14 @@ def test_reselect_while_a_file_is_open(m2734: Mount, sim_url: str) -> None:
         # Read it all: every block is then in the mount's cache, and nothing more is fetched.
         whole = b"".join(os.pread(fd, 1 << 20, off) for off in range(0, sim.size, 1 << 20))
         assert whole == bytes(sim.read(0, sim.size))
-        fetched = settled_gets(sim_url, OPEN_URI)
+        fetched = settled_gets(sim, OPEN_URI)
         assert fetched >= 1
 
         def still_readable() -> None:
             for off, size in ((0, 4096), (5_000_000, 300_000), (sim.size - 1000, 4096)):
                 assert os.pread(fd, size, off) == bytes(sim.read(off, size))
                 assert os.pread(direct, size, off) == bytes(sim.read(off, size))
-            assert gets(sim_url, OPEN_URI) == fetched, "the re-selection dropped cached blocks"
+            assert sim.gets(OPEN_URI) == fetched, "the re-selection dropped cached blocks"
 
         steps: list[tuple[list[str], Callable[[Row], bool], Selection]] = [
             (
@@ -277,8 +259,8 @@ def test_reselect_while_a_file_is_open(m2734: Mount, sim_url: str) -> None:
             # `mastfs select` prints the new summary, the one the manifest shows.
             assert done.stdout.strip() == views.summary
             datasets = {p.split("/")[1] for p in views.files}
-            assert set(os.listdir(m2734.path / "JWST")) == datasets
-            assert not path.exists()
+            assert set(reads.listdir(m2734.path / "JWST")) == datasets
+            assert not reads.exists(path)
             still_readable()
             previous = views
 
@@ -290,7 +272,7 @@ def test_reselect_while_a_file_is_open(m2734: Mount, sim_url: str) -> None:
         assert after.manifest_bytes == before.manifest_bytes
         assert after.files == before.files
         # The product is back under its path with its inode; the cache still has its bytes.
-        assert os.stat(path).st_ino == inode
+        assert reads.stat(path).st_ino == inode
         again = os.open(path, os.O_RDONLY | os.O_DIRECT)
         try:
             assert os.pread(again, sim.size, 0) == whole
@@ -350,10 +332,10 @@ def test_bad_selection_changes_nothing(m2734: Mount) -> None:
     # Through the attribute itself, the mount refuses what is not a valid selection.
     for value in (b"not json", b'{"levels": ["9x"]}', b'{"colour": "blue"}', b"\xff"):
         with pytest.raises(OSError) as info:
-            os.setxattr(m2734.path, "user.mastfs.selection", value)
+            reads.os_call("setxattr", m2734.path, "user.mastfs.selection", value)
         assert info.value.errno == errno.EINVAL
     with pytest.raises(OSError) as info:
-        os.setxattr(m2734.path / "selection.csv", "user.mastfs.selection", b"{}")
+        reads.os_call("setxattr", m2734.path / "selection.csv", "user.mastfs.selection", b"{}")
     assert info.value.errno == errno.EROFS
     after = Views(m2734)
     assert after.selection == before.selection
@@ -390,7 +372,7 @@ def test_exclusive_access_program_mounts(tmp_path: Path, sim_url: str) -> None:
     with mounted(tmp_path / "anon", ["--program", "6543"], tmp_path / "c", server=sim_url) as m:
         ready = m.result.stdout.strip()
         assert ready.startswith(f"mastfs: mounted program 6543 at {m.path} (nested, anonymous): ")
-        summary = os.getxattr(m.path, "user.mastfs.summary").decode()
+        summary = reads.getxattr(m.path, "user.mastfs.summary").decode()
         assert ready.endswith(summary)
         assert re.fullmatch(
             rf"\d+ of \d+ files selected \(.+\); {n} exclusive-access files \(.+\) "
@@ -401,8 +383,8 @@ def test_exclusive_access_program_mounts(tmp_path: Path, sim_url: str) -> None:
             f"mastfs: warning: {n} selected exclusive-access files cannot be read "
             "without an authorized MAST token"
         ) in m.result.stderr.splitlines()
-        assert os.getxattr(m.path / rel, "user.mast.access") == b"EXCLUSIVE_ACCESS"
-        assert os.getxattr(m.path / rel, "user.mast.readable") == b"no"
+        assert reads.getxattr(m.path / rel, "user.mast.access") == b"EXCLUSIVE_ACCESS"
+        assert reads.getxattr(m.path / rel, "user.mast.readable") == b"no"
         views = Views(m)
         views.check_agree()
         # --public-only leaves the readable files only, and the warning goes.
@@ -420,7 +402,7 @@ def test_exclusive_access_program_mounts(tmp_path: Path, sim_url: str) -> None:
         ready = m.result.stdout.strip()
         assert ready.startswith(f"mastfs: mounted program 6543 at {m.path} (nested, {ada}): ")
         assert "not readable" not in ready and "warning" not in m.result.stderr
-        assert os.getxattr(m.path / rel, "user.mast.readable") == b"yes"
+        assert reads.getxattr(m.path / rel, "user.mast.readable") == b"yes"
         Views(m).check_agree(user=ada)
 
     # Logged in, but not authorized for 6543: the summary names the user everywhere.

@@ -18,15 +18,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
-from tests.mounting import (
+from tests.support import reads
+from tests.support.catalog import catalog_rows
+from tests.support.child import PythonChild
+from tests.support.mounting import (
     Mount,
     cleanup_stale_mounts,
     is_mounted,
@@ -34,36 +37,13 @@ from tests.mounting import (
     process_gone,
     run_cli,
 )
+from tests.support.sim import Sim
 
 pytestmark = pytest.mark.mount
 
 MIB = 1 << 20
-
-
-def stats(sim_url: str) -> dict:
-    return httpx.get(f"{sim_url}/__sim/stats").json()
-
-
-def reset_stats(sim_url: str) -> None:
-    httpx.post(f"{sim_url}/__sim/stats/reset").raise_for_status()
-
-
-def file_bytes(sim_url: str, uri: str) -> int:
-    return int(stats(sim_url)["files"].get(uri, {}).get("bytes", 0))
-
-
-def file_requests(sim_url: str, uri: str, method: str = "GET") -> int:
-    entry = stats(sim_url)["files"].get(uri, {})
-    return int(entry.get("methods", {}).get(method, 0))
-
-
-def catalog_rows(proposal: str) -> list[dict]:
-    cat = default_catalog()
-    rows: list[dict] = []
-    for obs in cat.observations:
-        if str(obs["proposal_id"]) == proposal:
-            rows.extend(cat.products_for(str(obs["obsid"])))
-    return rows
+# The flags of open(path, "w").
+WRITE_NEW = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 def is_guide_star(row: dict) -> bool:
@@ -90,10 +70,10 @@ def test_ls_lR_shows_the_tree(m2734: Mount) -> None:
         ["ls", "-lR", str(m2734.path)], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert "manifest.html" in out and "selection.csv" in out
-    top = sorted(os.listdir(m2734.path))
+    top = sorted(reads.listdir(m2734.path))
     assert top == ["JWST", "manifest.html", "selection.csv"]
     expected_datasets = {r["obs_id"] for r in catalog_rows("2734") if not is_guide_star(r)}
-    assert set(os.listdir(m2734.path / "JWST")) == expected_datasets
+    assert set(reads.listdir(m2734.path / "JWST")) == expected_datasets
 
 
 def test_find_cal_files_excludes_guide_stars(m2734: Mount) -> None:
@@ -118,13 +98,15 @@ def test_sizes_and_mtimes_come_from_metadata(m2734: Mount) -> None:
     for row in catalog_rows("2734")[:20]:
         if is_guide_star(row):
             continue
-        st_ = os.stat(m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"])
+        st_ = reads.stat(
+            m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
+        )
         assert st_.st_size == int(row["size"])
         assert st_.st_mtime > 1.5e9  # from the observation's t_max, not the epoch
 
 
 def test_grep_selection_csv(m2734: Mount) -> None:
-    text = (m2734.path / "selection.csv").read_text()
+    text = reads.read_text(m2734.path / "selection.csv")
     assert text.splitlines()[0].startswith(
         "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating"
     )
@@ -162,19 +144,18 @@ def test_sequential_read_is_handed_to_the_page_cache_intact(m2734: Mount, tmp_pa
     assert rows
     row = min(rows, key=lambda r: int(r["size"]))
     src = m2734.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
-    before = json.loads(os.getxattr(m2734.path, "user.mastfs.cache"))
+    before = json.loads(reads.getxattr(m2734.path, "user.mastfs.cache"))
     done = subprocess.run(
         ["dd", f"if={src}", "of=/dev/null", "bs=1M"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    after = json.loads(os.getxattr(m2734.path, "user.mastfs.cache"))
+    after = json.loads(reads.getxattr(m2734.path, "user.mastfs.cache"))
     handed = after["handed_bytes"] - before["handed_bytes"]
     served = after["bytes_served"] - before["bytes_served"]
     assert handed > int(row["size"]) // 4, (handed, served)
     assert served < int(row["size"]), "every MiB went through a FUSE read"
     # The bytes readers now get from the page cache (a second pass) are the archive's.
-    with src.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = reads.sha256(src)
     assert digest == default_catalog().file(row["dataURI"]).sha256()
 
 
@@ -187,11 +168,7 @@ def test_random_reads_match_the_archive(m2734: Mount, data: st.DataObject) -> No
     path = product_path(m2734, ONE_GIB_URI)
     offset = data.draw(st.integers(0, sim_file.size - 1))
     size = data.draw(st.integers(1, 3 * MIB))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        got = os.pread(fd, size, offset)
-    finally:
-        os.close(fd)
+    got = reads.pread(path, offset, size)
     assert got == bytes(sim_file.read(offset, size))
 
 
@@ -203,57 +180,71 @@ def test_hard_links_for_shared_products(m2734: Mount) -> None:
     shared = {u: p for u, p in by_uri.items() if len(p) > 1}
     assert shared, "the simulator's 2734 has products shared between datasets"
     for paths in shared.values():
-        stats_ = [os.stat(m2734.path / "JWST" / p) for p in sorted(paths)]
+        stats_ = [reads.stat(m2734.path / "JWST" / p) for p in sorted(paths)]
         assert len({s.st_ino for s in stats_}) == 1
         assert all(s.st_nlink == len(paths) for s in stats_)
 
 
 def test_read_only(m2734: Mount) -> None:
-    some_dir = m2734.path / "JWST" / sorted(os.listdir(m2734.path / "JWST"))[0]
-    some_file = some_dir / sorted(os.listdir(some_dir))[0]
+    some_dir = m2734.path / "JWST" / sorted(reads.listdir(m2734.path / "JWST"))[0]
+    some_file = some_dir / sorted(reads.listdir(some_dir))[0]
+    # Each call in a child process; the flags are those of open(..., "w") and open(..., "r+b").
     attempts = [
-        lambda: open(m2734.path / "new.txt", "w"),
-        lambda: open(some_file, "r+b"),
-        lambda: os.mkdir(m2734.path / "newdir"),
-        lambda: os.unlink(some_file),
-        lambda: os.rename(some_file, some_dir / "renamed"),
-        lambda: os.chmod(some_file, 0o644),
-        lambda: os.truncate(some_file, 0),
+        lambda: reads.os_call("open", m2734.path / "new.txt", WRITE_NEW, 0o666),
+        lambda: reads.os_call("open", some_file, os.O_RDWR),
+        lambda: reads.os_call("mkdir", m2734.path / "newdir"),
+        lambda: reads.os_call("unlink", some_file),
+        lambda: reads.os_call("rename", some_file, some_dir / "renamed"),
+        lambda: reads.os_call("chmod", some_file, 0o644),
+        lambda: reads.os_call("truncate", some_file, 0),
     ]
     for attempt in attempts:
         with pytest.raises(OSError) as info:
             attempt()
         assert info.value.errno == errno.EROFS
-    assert not os.access(some_file, os.W_OK)
-    assert os.access(some_file, os.R_OK)
+    assert not reads.os_call("access", some_file, os.W_OK)
+    assert reads.os_call("access", some_file, os.R_OK)
 
 
 def test_statfs_answers(m2734: Mount) -> None:
-    st_ = os.statvfs(m2734.path)
+    st_ = reads.os_call("statvfs", m2734.path)
     assert st_.f_blocks > 0 and st_.f_files > 0
     df = subprocess.run(["df", "-h", str(m2734.path)], capture_output=True, text=True, timeout=30)
     assert df.returncode == 0 and "mastfs" in df.stdout
 
 
-def test_getheader_of_4gib_product_moves_kilobytes(m2734: Mount, sim_url: str) -> None:
+def test_getheader_of_4gib_product_moves_kilobytes(
+    m2734: Mount, sim: Sim, python_child: PythonChild
+) -> None:
     from astropy.io import fits
 
     path = product_path(m2734, BIG_4G_URI)
-    assert path.stat().st_size >= 4 << 30
-    reset_stats(sim_url)
-    header = fits.getheader(path)
-    first = file_bytes(sim_url, BIG_4G_URI)
+    assert reads.stat(path).st_size >= 4 << 30
+    sim.reset_stats()
+    header = python_child.call(fits.getheader, path)
+    first = sim.sent(BIG_4G_URI)
     assert header["TELESCOP"] == "JWST"
     assert header["PROGRAM"].lstrip("0") == "2734"
     assert 0 < first <= 4 * MIB, f"getheader fetched {first} bytes"
     # A second read is served locally: nothing crosses the network.
-    fits.getheader(path)
+    python_child.call(fits.getheader, path)
+    python_child.call(primary_header, path)
+    assert sim.sent(BIG_4G_URI) == first
+
+
+def primary_header(path: Path) -> Any:
+    from astropy.io import fits
+
     with fits.open(path) as hdul:
-        hdul[0].header  # noqa: B018
-    assert file_bytes(sim_url, BIG_4G_URI) == first
+        return hdul[0].header
 
 
-def test_astropy_memmap_and_section(m2734: Mount) -> None:
+def test_astropy_memmap_and_section(m2734: Mount, python_child: PythonChild) -> None:
+    python_child.call(astropy_memmap_and_section, m2734)
+
+
+def astropy_memmap_and_section(m2734: Mount) -> None:
+    """In the child process: astropy reads a product's SCI data through the mount."""
     from astropy.io import fits
 
     rows = [r for r in catalog_rows("2734") if r["productFilename"].endswith("_cal.fits")]
@@ -270,19 +261,21 @@ def test_astropy_memmap_and_section(m2734: Mount) -> None:
             assert np.array_equal(cut, expected[..., 10:20, 30:50], equal_nan=True)
 
 
-def test_remount_reads_from_the_cache(tmp_path: Path, sim_url: str) -> None:
+def test_remount_reads_from_the_cache(
+    tmp_path: Path, sim_url: str, sim: Sim, python_child: PythonChild
+) -> None:
     cache = tmp_path / "cache"
     from astropy.io import fits
 
     with mounted(tmp_path / "a", ["--program", "2734"], cache, server=sim_url) as m:
-        fits.getheader(product_path(m, BIG_4G_URI))
+        python_child.call(fits.getheader, product_path(m, BIG_4G_URI))
     assert not is_mounted(tmp_path / "a")
-    reset_stats(sim_url)
+    sim.reset_stats()
     with mounted(tmp_path / "b", ["--program", "2734"], cache, server=sim_url) as m:
-        header = fits.getheader(product_path(m, BIG_4G_URI))
+        header = python_child.call(fits.getheader, product_path(m, BIG_4G_URI))
         assert header["TELESCOP"] == "JWST"
-        assert file_requests(sim_url, BIG_4G_URI, "GET") == 0
-        assert file_bytes(sim_url, BIG_4G_URI) == 0
+        assert sim.gets(BIG_4G_URI) == 0
+        assert sim.sent(BIG_4G_URI) == 0
 
 
 def test_umount_leaves_no_process(tmp_path: Path, sim_url: str) -> None:
@@ -300,20 +293,20 @@ def test_flat_layout(tmp_path: Path, sim_url: str) -> None:
     with mounted(
         tmp_path / "mnt", ["--program", "2734", "--layout", "flat"], tmp_path / "c", server=sim_url
     ) as m:
-        names = set(os.listdir(m.path))
+        names = set(reads.listdir(m.path))
         uris = {r["dataURI"] for r in catalog_rows("2734") if not is_guide_star(r)}
         assert {"manifest.html", "selection.csv"} <= names
         assert len(names) == len(uris) + 2
-        assert not any((m.path / n).is_dir() for n in names)
+        assert not any(reads.is_dir(m.path / n) for n in names)
 
 
-def test_shutil_copy_of_manifest(m2734: Mount, tmp_path: Path) -> None:
-    shutil.copy(m2734.path / "manifest.html", tmp_path / "m.html")
+def test_shutil_copy_of_manifest(m2734: Mount, tmp_path: Path, python_child: PythonChild) -> None:
+    python_child.call(shutil.copy, m2734.path / "manifest.html", tmp_path / "m.html")
     html = (tmp_path / "m.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "anonymous" in html
 
 
-def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str) -> None:
+def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str, sim: Sim) -> None:
     """A new ETag met while reading replaces the cached blocks and the kernel's pages."""
     rows = [r for r in catalog_rows("1558") if r["productFilename"].endswith("_i2d.fits")]
     row = max(rows, key=lambda r: int(r["size"]))
@@ -327,9 +320,7 @@ def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str) -> None
             fd = os.open(path, os.O_RDONLY)
             try:
                 assert os.pread(fd, 4096, 0) == bytes(old.read(0, 4096))
-                httpx.post(
-                    f"{sim_url}/__sim/change", json={"uri": uri, "generation": 1}
-                ).raise_for_status()
+                sim.change(uri, generation=1)
                 # A block never read before comes with the new ETag: the old blocks go.
                 tail = size - 4096
                 assert os.pread(fd, 4096, tail) == bytes(new.read(tail, 4096))
@@ -337,12 +328,11 @@ def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str) -> None
                 os.close(fd)
             deadline = time.monotonic() + 10
             while True:
-                with open(path, "rb") as f:
-                    head = f.read(4096)
+                head = reads.pread(path, 0, 4096)
                 if head == bytes(new.read(0, 4096)) or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
             assert head == bytes(new.read(0, 4096))
             assert head != bytes(old.read(0, 4096))
     finally:
-        httpx.post(f"{sim_url}/__sim/change", json={"uri": uri, "generation": 0})
+        sim.change(uri, generation=0)

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from mastfs.sim.catalog import BIG_4G_URI, default_catalog
-from tests.mounting import cleanup_stale_mounts, mounted
+from tests.support import reads
+from tests.support.catalog import catalog_rows, nested_path
+from tests.support.mounting import cleanup_stale_mounts, mounted
 
 pytestmark = pytest.mark.mount
 
@@ -42,11 +44,9 @@ def sim_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def big_path(root: Path) -> Path:
-    rows = [r for r in default_catalog().observations if str(r["proposal_id"]) == "2734"]
-    for obs in rows:
-        for p in default_catalog().products_for(str(obs["obsid"])):
-            if p["dataURI"] == BIG_4G_URI:
-                return root / p["obs_collection"] / p["obs_id"] / p["productFilename"]
+    for p in catalog_rows("2734"):
+        if p["dataURI"] == BIG_4G_URI:
+            return nested_path(root, p)
     raise AssertionError("BIG_4G_URI not in program 2734")
 
 
@@ -58,8 +58,7 @@ def test_offline_remount_serves_what_is_cached(
     cache = tmp_path / "cache"
     first = default_catalog().file(BIG_4G_URI).read(0, 64 * 1024)
     with mounted(tmp_path / "a", ["--program", "2734"], cache, server=url) as m:
-        with open(big_path(m.path), "rb") as f:
-            assert f.read(64 * 1024) == bytes(first)
+        assert reads.pread(big_path(m.path), 0, 64 * 1024) == bytes(first)
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -67,11 +66,9 @@ def test_offline_remount_serves_what_is_cached(
         out = m.result.stdout + m.result.stderr
         assert "cannot reach" in out and "cached" in out, out
         path = big_path(m.path)
-        with open(path, "rb") as f:
-            assert f.read(64 * 1024) == bytes(first)
-            # Bytes never fetched cannot come from anywhere: a clean EIO, not a hang or a crash.
-            f.seek(3 << 30)
-            with pytest.raises(OSError) as info:
-                f.read(4096)
-            assert info.value.errno == errno.EIO
-        assert "manifest.html" in [p.name for p in m.path.iterdir()]
+        assert reads.pread(path, 0, 64 * 1024) == bytes(first)
+        # Bytes never fetched cannot come from anywhere: a clean EIO, not a hang or a crash.
+        with pytest.raises(OSError) as info:
+            reads.pread(path, 3 << 30, 4096)
+        assert info.value.errno == errno.EIO
+        assert "manifest.html" in reads.listdir(m.path)

@@ -11,7 +11,7 @@ from mastfs.fs import MastOperations
 from mastfs.selection import Selection
 from mastfs.state import MountState, Snapshot
 from mastfs.tree import MANIFEST, MANIFEST_INODE, ROOT_INODE
-from tests.sample_products import products
+from tests.support.sample_products import products
 
 
 class RecordingState(MountState):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +22,17 @@ from mastfs import system
 from mastfs.system import mounted_paths
 
 MASTFS = [sys.executable, "-m", "mastfs"]
+
+
+def fuse_unavailable() -> str | None:
+    """Why this machine cannot mount a FUSE filesystem, or None when it can."""
+    if not os.path.exists("/dev/fuse"):
+        return "FUSE is not available: no /dev/fuse (a container needs --device /dev/fuse)"
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "FUSE is not available: /dev/fuse is not readable and writable by this user"
+    if shutil.which("fusermount3") is None:
+        return "FUSE is not available: fusermount3 is not installed (apt-get install fuse3)"
+    return None
 
 
 def fuse_mounts() -> list[str]:
@@ -95,6 +108,27 @@ def mounted(
             with suppress(subprocess.TimeoutExpired):
                 run_cli(["umount", str(mountpoint)], timeout=30)
         force_unmount(mountpoint, pid)
+
+
+def abort_mount_of(path: Path | str) -> str | None:
+    """End the daemon of the mastfs mount that holds `path` and lazy-unmount it.
+
+    The kernel aborts a FUSE connection when its daemon's device closes: every request in
+    flight fails, so a reader stuck on an unanswered request returns. Nothing here touches
+    `path` itself (that could wait on the same daemon). The mount point, or None if `path`
+    is on no mastfs mount.
+    """
+    target = os.path.abspath(path)
+    points = [p for p in fuse_mounts() if target == p or target.startswith(p.rstrip("/") + "/")]
+    if not points:
+        return None
+    point = max(points, key=len)
+    pid = _daemon_pid(Path(point))
+    if pid is not None:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    force_unmount(Path(point), pid)
+    return point
 
 
 def cleanup_stale_mounts(own: Path | None = None) -> None:

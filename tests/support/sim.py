@@ -31,16 +31,14 @@ UNAUTHORIZED_TOKEN = "mastsim-unauthorized"
 FAST_RETRY = RetryPolicy(attempts=8, base_delay=0.005, max_delay=0.05, deadline=20.0)
 
 
-class Sim:
-    """The session simulator, driven through its HTTP control endpoints."""
+class SimControl:
+    """A simulator's HTTP control endpoints (stats, faults, changes), from any process."""
 
-    def __init__(self, server: Any) -> None:
-        self.server = server
-        self.url: str = server.url
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.http = httpx.Client(base_url=self.url, timeout=30, trust_env=False)
 
     def close(self) -> None:
-        self.http.post("/__sim/faults/clear").raise_for_status()
         self.http.close()
 
     def reset_stats(self) -> None:
@@ -72,6 +70,19 @@ class Sim:
         response = self.http.post("/__sim/change", json=body)
         response.raise_for_status()
         return dict(response.json())
+
+
+class Sim(SimControl):
+    """The session simulator: its control endpoints, and its catalog's files in process."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__(server.url)
+        self.server = server
+
+    def close(self) -> None:
+        """Clears the faults a test set, then closes the connection."""
+        self.clear_faults()
+        super().close()
 
     def file(self, uri: str) -> Any:
         """The simulator's current version of a file (after changes)."""

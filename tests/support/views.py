@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import pytest
 
-GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 UPDATE_GOLDEN = os.environ.get("MASTFS_UPDATE_GOLDEN") == "1"
 
 PORTAL_HEADER = "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating"
@@ -39,11 +39,18 @@ class ManifestRow:
 @dataclass
 class Manifest:
     doctype: str = ""
+    charset: str = ""
+    title: str = ""
     tags: list[str] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
     rows: list[ManifestRow] = field(default_factory=list)
+    # The same body rows as plain cell texts, in page order.
+    cells: list[list[str]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
     summary: str = ""
     paragraphs: list[str] = field(default_factory=list)
+    # Every text node of the page, in order (title and styles included).
+    text: list[str] = field(default_factory=list)
     tables: int = 0
 
 
@@ -64,6 +71,8 @@ class _Parser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.out.tags.append(tag)
         attr = dict(attrs)
+        if tag == "meta" and "charset" in attr:
+            self.out.charset = attr["charset"] or ""
         if tag in ("meta", "br", "link"):
             return
         self._open.append(tag)
@@ -79,6 +88,7 @@ class _Parser(HTMLParser):
                 self._p_class = attr.get("class") or ""
         elif tag == "a":
             self._href = attr.get("href") or ""
+            self.out.links.append(self._href)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th", "p") and self._text is not None:
@@ -96,6 +106,7 @@ class _Parser(HTMLParser):
                 self.out.header = texts
             elif "tbody" in self._open:
                 assert len(texts) == len(MANIFEST_HEADER), texts
+                self.out.cells.append(texts)
                 self.out.rows.append(
                     ManifestRow(
                         uri=texts[0],
@@ -111,6 +122,9 @@ class _Parser(HTMLParser):
             pass
 
     def handle_data(self, data: str) -> None:
+        self.out.text.append(data)
+        if self._open and self._open[-1] == "title":
+            self.out.title += data
         if self._text is not None:
             self._text.append(data)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "mastfs"
+PACKAGE = Path(__file__).resolve().parents[2] / "mastfs"
 IO_LIBRARIES = {"trio", "http", "httpx", "pyfuse3", "diskcache", "astroquery"}
 # What each pure module may import from mastfs (besides itself).
 PURE = {

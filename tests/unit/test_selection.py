@@ -27,7 +27,7 @@ from mastfs.selection import (
     unique_products,
     unmatched_values,
 )
-from tests.sample_products import ROWS, names, products
+from tests.support.sample_products import ROWS, names, products
 
 ALL_KEYS = [k for k in ROWS if not k.startswith(("J11", "J12"))]
 FITS = ["J1", "J2", "J3", "J4", "J5", "J6", "J7", "J13", "J16", "J17"]

@@ -7,8 +7,8 @@ import threading
 from mastfs import selection as sel_mod
 from mastfs.selection import Selection, format_summary
 from mastfs.state import MountState, Snapshot
-from tests.sample_products import products
-from tests.views_support import parse_manifest
+from tests.support.sample_products import products
+from tests.support.views import parse_manifest
 
 
 class BothBuildAtOnce(MountState):

@@ -26,7 +26,7 @@ from mastfs.tree import (
     build_tree,
     sanitize_name,
 )
-from tests.sample_products import EXP, EXP2, GS, L3, POOL, ROWS, products
+from tests.support.sample_products import EXP, EXP2, GS, L3, POOL, ROWS, products
 
 
 def walk(tree: Tree, inode: int = ROOT_INODE, prefix: str = "") -> Iterator[tuple[str, Entry]]:

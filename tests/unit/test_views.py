@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from collections.abc import Callable
-from html.parser import HTMLParser
 
 from mastfs.model import Product, User
 from mastfs.selection import Selection, format_summary, select, summarize
 from mastfs.tree import build_tree
 from mastfs.views import CSV_COLUMNS, manifest_html, selection_csv
-from tests.sample_products import EXP, EXP2, L3, POOL, ROWS, jwst, products
+from tests.support.sample_products import EXP, EXP2, L3, POOL, ROWS, jwst, products
+from tests.support.views import Manifest, parse_manifest, read_csv
 
 HEADER = "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating,URI,Size,Access,Path"
 ADA = User("Ada")
-
-
-def read_csv(data: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
 
 
 def everyone(p: Product) -> bool:
@@ -28,57 +22,6 @@ def everyone(p: Product) -> bool:
 
 def no_one(p: Product) -> bool:
     return False
-
-
-class Manifest(HTMLParser):
-    """The manifest as a browser sees it: tags, the table's cells, the page's text."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.doctype = ""
-        self.charset = ""
-        self.title = ""
-        self.header: list[str] = []
-        self.rows: list[list[str]] = []
-        self.links: list[str] = []
-        self.text: list[str] = []
-        self._cell: list[str] | None = None
-        self._in: list[str] = []
-        self.feed(data.decode("utf-8"))
-        self.close()
-
-    def handle_decl(self, decl: str) -> None:
-        self.doctype = decl
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self._in.append(tag)
-        attr = dict(attrs)
-        if tag == "meta" and "charset" in attr:
-            self.charset = attr["charset"] or ""
-            self._in.pop()
-        if tag == "tr" and "tbody" in self._in:
-            self.rows.append([])
-        if tag in ("td", "th"):
-            self._cell = []
-        if tag == "a":
-            self.links.append(attr.get("href") or "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            text = "".join(self._cell)
-            (self.header if tag == "th" else self.rows[-1]).append(text)
-            self._cell = None
-        while self._in and self._in.pop() != tag:
-            pass
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._in and self._in[-1] == "title":
-            self.title += data
-        self.text.append(data)
 
 
 def render(
@@ -90,7 +33,7 @@ def render(
 ) -> Manifest:
     tree = build_tree(rows, layout)
     summary = summarize(rows, rows, can_read)
-    return Manifest(manifest_html(rows, tree, summary, user, can_read, errors or {}))
+    return parse_manifest(manifest_html(rows, tree, summary, user, can_read, errors or {}))
 
 
 # -- selection.csv ----------------------------------------------------------------------------
@@ -106,7 +49,7 @@ def test_csv_rows_match_the_portal_example() -> None:
     sel = select(products(), Selection.build(regex=f"^{EXP}|x1dints", levels="1b,2a,2b,3"))
     rows = [
         r
-        for r in read_csv(selection_csv(sel, build_tree(sel, "nested")))
+        for r in read_csv(selection_csv(sel, build_tree(sel, "nested")))[1]
         if ".fits" in r["Filename"]
         and r["Suffix"] in ("_cal", "_rate", "_rateints", "_uncal", "_x1dints")
     ]
@@ -129,7 +72,7 @@ def test_csv_rows_match_the_portal_example() -> None:
 def test_csv_extra_columns_and_grouping() -> None:
     rows = products()
     tree = build_tree(rows, "nested")
-    parsed = read_csv(selection_csv(rows, tree))
+    parsed = read_csv(selection_csv(rows, tree))[1]
     keys = [(r["Dataset"], r["Filename"]) for r in parsed]
     assert keys == sorted(keys)
     # One row per (dataset, file): the pool table once in each of its three datasets, the
@@ -146,7 +89,7 @@ def test_csv_extra_columns_and_grouping() -> None:
     assert by_name[("jbeveo010", "jbeveo010_drz.fits")]["Product Level"] == "3"
     for r in parsed:
         assert tree.lookup_path(r["Path"]) is not None
-    flat = read_csv(selection_csv(rows, build_tree(rows, "flat")))
+    flat = read_csv(selection_csv(rows, build_tree(rows, "flat")))[1]
     assert {r["Path"] for r in flat if r["Filename"] == POOL} == {POOL}
 
 
@@ -156,7 +99,7 @@ def test_csv_survives_commas_quotes_and_newlines() -> None:
     rows = [dataclasses.replace(p, filters='F1,F2 "wide"') for p in rows]
     data = selection_csv(rows, build_tree(rows, "nested"))
     assert data.startswith(HEADER.encode() + b"\r\n") and data.endswith(b"\r\n")
-    parsed = read_csv(data)
+    parsed = read_csv(data)[1]
     assert sorted(r["Filename"] for r in parsed) == sorted(odd)
     assert {r["Filter / Grating"] for r in parsed} == {'F1,F2 "wide"'}
     assert all(len(r) == len(CSV_COLUMNS) for r in parsed)
@@ -182,37 +125,37 @@ def test_manifest_is_a_valid_page_with_the_portals_columns() -> None:
     assert page.title
     assert {"html", "head", "body", "table", "thead", "tbody"} <= set(page.tags)
     assert page.header == ["URI", "File", "Access", "Status", "Logged In User"]
-    assert len(page.rows) == len({(p.obs_id, p.dataURI) for p in products()})
-    assert all(len(r) == 5 for r in page.rows)
+    assert len(page.cells) == len({(p.obs_id, p.dataURI) for p in products()})
+    assert all(len(r) == 5 for r in page.cells)
 
 
 def test_manifest_summary_at_the_top() -> None:
     rows = products()
     summary = summarize(rows, rows[:3], no_one)
     data = manifest_html(rows[:3], build_tree(rows[:3], "nested"), summary, None, no_one, {})
-    page = Manifest(data)
+    page = parse_manifest(data)
     assert format_summary(summary) in "".join(page.text)
     assert data.index(format_summary(summary).encode()) < data.index(b"<table>")
 
 
 def test_anonymous_statuses_and_duplicates() -> None:
     page = render(products())
-    status = {(r[0], r[1]): r[3] for r in page.rows}
-    assert {r[4] for r in page.rows} == {"anonymous"}
+    status = {(r[0], r[1]): r[3] for r in page.cells}
+    assert {r[4] for r in page.cells} == {"anonymous"}
     pool = ROWS["J10"].dataURI
     assert status[(pool, f"JWST/{EXP}/{POOL}")] == "OK"
     assert status[(pool, f"JWST/{L3}/{POOL}")] == f"Duplicate of file {POOL} in folder {EXP}"
     assert status[(pool, f"JWST/{EXP2}/{POOL}")] == f"Duplicate of file {POOL} in folder {EXP}"
-    assert [r[2] for r in page.rows if r[0] == pool] == ["PUBLIC"] * 3
+    assert [r[2] for r in page.cells if r[0] == pool] == ["PUBLIC"] * 3
     # Duplicates come after the first occurrence.
-    order = [r[1] for r in page.rows if r[0] == pool]
+    order = [r[1] for r in page.cells if r[0] == pool]
     assert order[0] == f"JWST/{EXP}/{POOL}"
 
 
 def test_logged_in_statuses_follow_example_2() -> None:
     page = render(products(), user=ADA)
-    status = {(r[0], r[1]): r[3] for r in page.rows}
-    assert {r[4] for r in page.rows} == {"Ada"}
+    status = {(r[0], r[1]): r[3] for r in page.cells}
+    assert {r[4] for r in page.cells} == {"Ada"}
     cal = ROWS["J16"]
     cal_path = f"JWST/{EXP2}/{cal.productFilename}"
     assert status[(cal.dataURI, cal_path)] == f"{cal_path} associated with {EXP2} SUCCESS"
@@ -227,7 +170,7 @@ def test_logged_in_statuses_follow_example_2() -> None:
 
 def test_unauthorized_exclusive_access() -> None:
     anonymous = render(products(), can_read=no_one)
-    status = {r[1]: r[3] for r in anonymous.rows}
+    status = {r[1]: r[3] for r in anonymous.cells}
     ea_path = f"JWST/{EXP2}/{ROWS['J16'].productFilename}"
     assert status[ea_path] == (
         "Not authorized: exclusive-access data of program 2734; "
@@ -237,26 +180,26 @@ def test_unauthorized_exclusive_access() -> None:
     assert status[f"JWST/{EXP}/{POOL}"] == "OK"
     assert "2 exclusive-access files" in "".join(anonymous.text)
     logged_in = render(products(), user=ADA, can_read=no_one)
-    status = {r[1]: r[3] for r in logged_in.rows}
+    status = {r[1]: r[3] for r in logged_in.cells}
     assert status[ea_path] == (
         "Not authorized: exclusive-access data of program 2734; "
         "user Ada is not authorized to read it"
     )
-    ea_rows = [r for r in logged_in.rows if r[2] == "EXCLUSIVE_ACCESS"]
+    ea_rows = [r for r in logged_in.cells if r[2] == "EXCLUSIVE_ACCESS"]
     assert len(ea_rows) == 2
 
 
 def test_fetch_errors_are_shown() -> None:
     uri = ROWS["J10"].dataURI
     page = render(products(), errors={uri: "HTTP 500 after 5 attempts"})
-    statuses = [r[3] for r in page.rows if r[0] == uri]
+    statuses = [r[3] for r in page.cells if r[0] == uri]
     assert statuses == ["Error: HTTP 500 after 5 attempts"] * 3
-    assert all(r[3] in ("OK",) or r[3].startswith("Duplicate") for r in page.rows if r[0] != uri)
+    assert all(r[3] in ("OK",) or r[3].startswith("Duplicate") for r in page.cells if r[0] != uri)
 
 
 def test_flat_layout_paths() -> None:
     page = render(products(), layout="flat")
-    assert {r[1] for r in page.rows if r[0] == ROWS["J10"].dataURI} == {POOL}
+    assert {r[1] for r in page.cells if r[0] == ROWS["J10"].dataURI} == {POOL}
     assert "FLAT" in "".join(page.text)
 
 
@@ -283,7 +226,7 @@ def test_hostile_names_are_escaped() -> None:
         "td",
         "a",
     }
-    (row,) = page.rows
+    (row,) = page.cells
     assert row[0] == f"mast:JWST/product/{hostile}"
     safe = "x<script>alert(1)<_script>&\"'.fits"
     assert row[1] == f'JWST/<b onmouseover="x">/{safe}'
