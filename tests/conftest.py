@@ -99,6 +99,19 @@ def sim(sim_server: Any) -> Iterator[Any]:
         control.close()
 
 
+@pytest.fixture(scope="session")
+def sim_control(sim_url: str) -> Iterator[Any]:
+    """The simulator's HTTP control endpoints as they are (no reset, no clearing): for module
+    fixtures, and for tests whose own variables already use the name `sim`."""
+    from tests.support.sim import SimControl
+
+    control = SimControl(sim_url)
+    try:
+        yield control
+    finally:
+        control.close()
+
+
 @pytest.fixture(scope="module")
 def python_child() -> Iterator[Any]:
     """A child Python for client code that reads a mount (tests/support/child.py)."""

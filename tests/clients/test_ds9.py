@@ -178,15 +178,6 @@ def mount(tmp_path_factory: pytest.TempPathFactory, sim_url: str, tools: None) -
         yield m
 
 
-@pytest.fixture(scope="module")
-def sim_control(sim_url: str) -> Iterator[SimControl]:
-    control = SimControl(sim_url)
-    try:
-        yield control
-    finally:
-        control.close()
-
-
 def product_row(filename: str) -> dict:
     for row in catalog_rows("2734"):
         if row["productFilename"] == filename:

@@ -28,7 +28,7 @@ from mastfs.sim.catalog import (
 from tests.support import reads
 from tests.support.catalog import Row, catalog_rows
 from tests.support.mounting import Mount, cleanup_stale_mounts, mounted, run_cli
-from tests.support.sim import Sim
+from tests.support.sim import SimControl
 from tests.support.views import check_manifest_structure, parse_manifest, read_csv
 
 pytestmark = pytest.mark.mount
@@ -68,7 +68,7 @@ def tree_files(root: Path) -> set[str]:
     return found - VIRTUAL
 
 
-def settled_gets(sim: Sim, uri: str) -> int:
+def settled_gets(sim: SimControl, uri: str) -> int:
     """GETs of `uri` once the mount's readahead has stopped asking for more."""
     count = sim.gets(uri)
     for _ in range(50):
@@ -207,7 +207,7 @@ def test_only_the_user_namespace_is_served(m2734: Mount) -> None:
     assert modes and all(m == "-r--r--r--" for m in modes), modes
 
 
-def test_reselect_while_a_file_is_open(m2734: Mount, sim: Sim) -> None:
+def test_reselect_while_a_file_is_open(m2734: Mount, sim_control: SimControl) -> None:
     path = m2734.path / "JWST" / SEG1 / OPEN_FILE
     sim = default_catalog().file(OPEN_URI)
     assert sim is not None
@@ -224,14 +224,14 @@ def test_reselect_while_a_file_is_open(m2734: Mount, sim: Sim) -> None:
         # Read it all: every block is then in the mount's cache, and nothing more is fetched.
         whole = b"".join(os.pread(fd, 1 << 20, off) for off in range(0, sim.size, 1 << 20))
         assert whole == bytes(sim.read(0, sim.size))
-        fetched = settled_gets(sim, OPEN_URI)
+        fetched = settled_gets(sim_control, OPEN_URI)
         assert fetched >= 1
 
         def still_readable() -> None:
             for off, size in ((0, 4096), (5_000_000, 300_000), (sim.size - 1000, 4096)):
                 assert os.pread(fd, size, off) == bytes(sim.read(off, size))
                 assert os.pread(direct, size, off) == bytes(sim.read(off, size))
-            assert sim.gets(OPEN_URI) == fetched, "the re-selection dropped cached blocks"
+            assert sim_control.gets(OPEN_URI) == fetched, "the re-selection dropped cached blocks"
 
         steps: list[tuple[list[str], Callable[[Row], bool], Selection]] = [
             (
