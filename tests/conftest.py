@@ -64,6 +64,9 @@ def _no_stale_test_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         yield
     finally:
+        from tests.support.child import close_shared_child
+
+        close_shared_child()
         cleanup_stale_mounts(own=tmp_path_factory.getbasetemp())
 
 
@@ -112,13 +115,9 @@ def sim_control(sim_url: str) -> Iterator[Any]:
         control.close()
 
 
-@pytest.fixture(scope="module")
-def python_child() -> Iterator[Any]:
-    """A child Python for client code that reads a mount (tests/support/child.py)."""
-    from tests.support.child import PythonChild
+@pytest.fixture(scope="session")
+def python_child() -> Any:
+    """The child Python for client code that reads a mount (tests/support/child.py)."""
+    from tests.support.child import shared_child
 
-    child = PythonChild()
-    try:
-        yield child
-    finally:
-        child.close()
+    return shared_child()

@@ -26,6 +26,7 @@ from tests.support.views import read_csv
 MRP = "Minimum Recommended Products"
 SEG1 = "jw02734001001_02101_00001-seg001_nis"
 
+
 def ls(
     sim_url: str, cache: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:

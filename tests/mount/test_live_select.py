@@ -40,6 +40,7 @@ OPEN_FILE = f"{SEG1}_rate.fits"
 OPEN_URI = f"mast:JWST/product/{OPEN_FILE}"
 VIRTUAL = {"manifest.html", "selection.csv"}
 
+
 def guide_star(r: Row) -> bool:
     return str(r["productSubGroupDescription"]).startswith("GS-")
 

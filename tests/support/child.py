@@ -2,10 +2,10 @@
 
 astropy, Pillow or `json` must read the mount through the kernel as a user's program does; in
 the pytest process, a daemon that stops answering would leave pytest in a system call no signal
-reaches. A `PythonChild` runs such a function in a long-lived child process (one per test
-module, so astropy is imported once) and waits for its answer against a deadline: when it
-misses it, the mount's daemon is killed (the kernel then fails the requests in flight), the
-child is reaped and the test fails with `MountWedged`.
+reaches. A `PythonChild` runs such a function in a long-lived child process (one for the
+session, `shared_child`, so astropy is imported once) and waits for its answer against a
+deadline: when it misses it, the mount's daemon is killed (the kernel then fails the requests
+in flight), the child is reaped and the test fails with `MountWedged`.
 
 Functions are sent by reference (pickle), so they must be defined at a module's top level;
 arguments and results must pickle too. An exception raised in the child is raised again here,
@@ -27,8 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.support.mounting import abort_mount_of
-from tests.support.reads import MountWedged
+from tests.support.mounting import MountWedged, abort_mount_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CALL_TIMEOUT = 180.0
@@ -78,9 +77,15 @@ class PythonChild:
             )
         return self._proc
 
-    def call(self, func: Callable[..., R], *args: Any, timeout: float = CALL_TIMEOUT) -> R:
-        """`func(*args)` in the child. A `Path` among `args` names the mount to abort if the
-        call outlives `timeout`."""
+    def call(
+        self,
+        func: Callable[..., R],
+        *args: Any,
+        timeout: float = CALL_TIMEOUT,
+        mount: Path | str | None = None,
+    ) -> R:
+        """`func(*args)` in the child. If it outlives `timeout`, the mount holding `mount` (by
+        default: a `Path` among `args`, or the `path` of one) is aborted."""
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         request = pickle.dumps((func, args))
@@ -92,9 +97,12 @@ class PythonChild:
             kind, value, trace = pickle.loads(self._read(proc, _HEADER.unpack(head)[0], deadline))
         except TimeoutError:
             proc.send_signal(signal.SIGKILL)
-            paths = [a for a in args if isinstance(a, Path)] or [
-                getattr(a, "path", None) for a in args if isinstance(getattr(a, "path", None), Path)
-            ]
+            paths = (
+                [mount]
+                if mount is not None
+                else [a for a in args if isinstance(a, Path)]
+                or [a.path for a in args if isinstance(getattr(a, "path", None), Path)]
+            )
             aborted = [abort_mount_of(p) for p in paths]
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=15)
@@ -141,3 +149,19 @@ class PythonChild:
                 proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+_shared: PythonChild | None = None
+
+
+def shared_child() -> PythonChild:
+    """The test session's child Python (started on first use; astropy is imported once)."""
+    global _shared
+    if _shared is None:
+        _shared = PythonChild()
+    return _shared
+
+
+def close_shared_child() -> None:
+    if _shared is not None:
+        _shared.close()

@@ -110,6 +110,10 @@ def mounted(
         force_unmount(mountpoint, pid)
 
 
+class MountWedged(AssertionError):
+    """A read of a mount did not finish in time; the mount was aborted."""
+
+
 def abort_mount_of(path: Path | str) -> str | None:
     """End the daemon of the mastfs mount that holds `path` and lazy-unmount it.
 

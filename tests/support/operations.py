@@ -89,4 +89,3 @@ async def read_all(ops: MastOperations, inode: int, step: int = 1 << 20) -> byte
         return b"".join(parts)
     finally:
         await ops.release(info.fh)
-

@@ -1,10 +1,10 @@
 """Reads of a mounted path from a child process, with a timeout.
 
 A read that the daemon never answers leaves its caller in the kernel, where no signal reaches
-it; inside pytest that is a run that never ends. Here the caller is a short-lived child (`cat`,
-`stat`, `find`, `dd`, `getfattr`, or a small Python for calls whose errno matters), and when it
-misses its deadline the mount's daemon is killed, which aborts the FUSE connection, ends every
-request in flight and fails the test with `MountWedged` instead.
+it; inside pytest that is a run that never ends. Here the caller is a child process (`cat`,
+`stat`, `find`, `dd`, `getfattr`, or the session's child Python for `os` calls whose errno
+matters), and when it misses its deadline the mount's daemon is killed, which aborts the FUSE
+connection, ends every request in flight and fails the test with `MountWedged` instead.
 
 Failures come back as the `OSError` (same errno) the call in process would have raised.
 """
@@ -13,27 +13,21 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import signal
 import subprocess
-import sys
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
 from typing import Any
 
-from tests.support.mounting import abort_mount_of
+from tests.support.mounting import MountWedged, abort_mount_of
 
 READ_TIMEOUT = 60.0
 # errno for the message a tool prints (strerror, and getfattr's own words for ENODATA).
 _ERRNO_OF = {os.strerror(code): code for code in errno.errorcode} | {
     "No such attribute": errno.ENODATA
 }
-
-
-class MountWedged(AssertionError):
-    """A read of a mount did not finish in time; the mount was aborted."""
 
 
 def run_reader(
@@ -132,39 +126,27 @@ def getxattr(path: Path | str, name: str, timeout: float = READ_TIMEOUT) -> byte
 
 
 def os_call(func: str, *args: Any, timeout: float = READ_TIMEOUT) -> Any:
-    """`os.<func>(*args)` in a child Python; its result, or its OSError with the same errno.
+    """`os.<func>(*args)` in the session's child Python; its result, or its OSError (same errno).
 
     For calls whose exact errno a test checks (writes to a read-only mount, attributes of
     namespaces the mount does not serve, `access`, `statvfs`). An `open` is closed at once and
     returns None; `walk` returns its whole list.
     """
+    from tests.support.child import shared_child
+
     path = next((a for a in args if isinstance(a, (str, Path))), "")
-    request = pickle.dumps((func, args))
-    done = run_reader([sys.executable, "-I", "-S", "-c", _OS_CALL], path, timeout, request)
-    if done.returncode != 0:
-        raise AssertionError(f"os.{func}{args!r} in a child failed: {done.stderr.decode()}")
-    kind, value = pickle.loads(done.stdout)
-    if kind == "error":
-        code, filename = value
-        raise OSError(code, os.strerror(code), filename)
-    return value
+    return shared_child().call(_os_call, func, args, timeout=timeout, mount=path)
 
 
-_OS_CALL = """
-import os, pickle, sys
-func, args = pickle.load(sys.stdin.buffer)
-try:
+def _os_call(func: str, args: tuple[Any, ...]) -> Any:
+    """In the child: the call itself."""
     result = getattr(os, func)(*args)
     if func == "open":
         os.close(result)
-        result = None
-    elif func == "walk":
-        result = list(result)
-    answer = ("ok", result)
-except OSError as exc:
-    answer = ("error", (exc.errno, exc.filename))
-sys.stdout.buffer.write(pickle.dumps(answer))
-"""
+        return None
+    if func == "walk":
+        return list(result)
+    return result
 
 
 def is_dir(path: Path | str, timeout: float = READ_TIMEOUT) -> bool:
