@@ -11,6 +11,7 @@ from mastfs.fs import MastOperations
 from mastfs.selection import Selection
 from mastfs.state import MountState, Snapshot
 from mastfs.tree import MANIFEST, MANIFEST_INODE, ROOT_INODE
+from tests.support.operations import ctx
 from tests.support.sample_products import products
 
 
@@ -25,10 +26,6 @@ class RecordingState(MountState):
         if not self.manifest_current(snapshot):
             self.rendered_in.append(threading.current_thread())
         return super().manifest(snapshot)
-
-
-def ctx() -> pyfuse3.RequestContext:
-    return cast(pyfuse3.RequestContext, None)
 
 
 async def test_the_manifest_is_never_rendered_on_the_trio_thread() -> None:

@@ -2,7 +2,8 @@
 
 pyfuse3 allows one mount per process and an in-process bug would deadlock the test, so every
 mount is a separate `mastfs mount` daemon. Teardown is idempotent and runs in `finally`:
-`mastfs umount`, then `fusermount3 -u -z`, then SIGKILL of the daemon.
+`fusermount3 -u` and a wait for the daemon to exit (what `mastfs umount` does), then
+`fusermount3 -u -z`, then SIGKILL of the daemon.
 """
 
 from __future__ import annotations
@@ -105,8 +106,11 @@ def mounted(
         yield Mount(mountpoint, cache_dir, pid, result)
     finally:
         if is_mounted(mountpoint):
+            # What `mastfs umount` does (unmount, wait for the daemon to exit), without starting
+            # a Python for it; tests of the command itself run it.
             with suppress(subprocess.TimeoutExpired):
-                run_cli(["umount", str(mountpoint)], timeout=30)
+                if system.unmount(mountpoint, timeout=30).returncode == 0 and pid is not None:
+                    system.wait_gone(pid, 15)
         force_unmount(mountpoint, pid)
 
 

@@ -113,9 +113,10 @@ def stat(path: Path | str, timeout: float = READ_TIMEOUT) -> os.stat_result:
 
 
 def exists(path: Path | str, timeout: float = READ_TIMEOUT) -> bool:
+    """`Path.exists`: False where there is nothing (or no directory on the way)."""
     try:
         stat(path, timeout)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
     return True
 
