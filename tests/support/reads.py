@@ -39,6 +39,8 @@ def run_reader(
         stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # Error messages are parsed back into errno values: the C locale's words.
+        env={**os.environ, "LC_ALL": "C"},
     )
     try:
         out, err = proc.communicate(data, timeout=timeout)
