@@ -32,19 +32,30 @@ from mastfs.private import DIR_MODE, confined, open_private, private_dir
 _DIRECT_ALIGN = mmap.PAGESIZE
 # Scratch buffers kept for O_DIRECT I/O: one per concurrent disk operation is enough.
 MAX_SCRATCH_BUFFERS = 4
-# Separates a run file's name from a block's place in it, in diskcache's `filename` column.
+# Separates a run file's name from a block's place in it, and that from the block's checksums,
+# in diskcache's `filename` column.
 _AT = "@"
+_SUMS = "#"
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
     """A block already written into a run file: the value `BlockIndex` hands to diskcache.
 
-    `filename` is `<run file>@<offset>+<length>`, relative to the cache directory.
+    `filename` is `<run file>@<offset>+<length>#<checksums>`, relative to the cache directory
+    (`checksums.digest`; rows written before checksums have none).
     """
 
     filename: str
     size: int
+
+    @property
+    def checksums(self) -> str | None:
+        _, mark, sums = self.filename.partition(_SUMS)
+        return sums if mark else None
+
+    def with_checksums(self, sums: str) -> Stored:
+        return Stored(f"{self.filename.partition(_SUMS)[0]}{_SUMS}{sums}", self.size)
 
 
 class RunDisk(diskcache.Disk):
@@ -93,7 +104,7 @@ class RunDisk(diskcache.Disk):
         if mode == diskcache.core.MODE_PICKLE:
             raise UntrustedRow("refusing a pickled value")
         if filename:
-            confined(self._directory, filename.rpartition(_AT)[0] if _AT in filename else filename)
+            confined(self._directory, _run_name(filename))
         if mode == diskcache.core.MODE_BINARY and filename and _AT in filename:
             path, offset, length = self._locate(filename)
             if read:
@@ -103,7 +114,7 @@ class RunDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
     def remove(self, file_path: str) -> None:
-        relative = file_path.rpartition(_AT)[0] if _AT in file_path else file_path
+        relative = _run_name(file_path)
         try:
             confined(self._directory, relative)
         except ValueError:
@@ -113,7 +124,7 @@ class RunDisk(diskcache.Disk):
     # -- run files ------------------------------------------------------------------------------
 
     def _locate(self, filename: str) -> tuple[str, int, int]:
-        path, _, where = filename.rpartition(_AT)
+        path, _, where = filename.partition(_SUMS)[0].rpartition(_AT)
         offset, _, length = where.partition("+")
         return confined(self._directory, path), int(offset), int(length)
 
@@ -281,6 +292,11 @@ class RunDisk(diskcache.Disk):
             return view[:total].toreadonly()
         finally:
             os.close(fd)
+
+
+def _run_name(filename: str) -> str:
+    """The file a row's `filename` names: the run file of a block, or a stock-layout file."""
+    return filename.partition(_SUMS)[0].rpartition(_AT)[0] if _AT in filename else filename
 
 
 class UntrustedRow(ValueError):

@@ -14,7 +14,9 @@ class Counters:
     `requests`: HTTP requests the cache made (range GETs, whole-file GETs, HEADs), not counting
     retries (`http_retries`); `bytes_fetched`: body bytes received; `stalls`: reads not served
     from the memory tier alone, which waited `stall_us` microseconds in all (readahead that
-    keeps up leaves few); `handed_bytes`: readahead given to the kernel's page cache.
+    keeps up leaves few); `handed_bytes`: readahead given to the kernel's page cache;
+    `checksum_failures`: blocks read from disk that their checksums did not prove (dropped
+    and fetched again).
     """
 
     reads: int = 0
@@ -35,6 +37,7 @@ class Counters:
     stall_us: int = 0
     disk_partial_reads: int = 0
     handed_bytes: int = 0
+    checksum_failures: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

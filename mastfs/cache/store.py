@@ -1,5 +1,8 @@
 """The on-disk store: a diskcache index of blocks and product records, over run files.
 
+Every block read from disk is proven by its checksums (`checksums`) before anyone sees it; one
+that fails is dropped, counted (`checksum_failures`), logged, and fetched again.
+
 `BlockIndex` is the blocking side (SQLite and file I/O, called in worker threads with plain
 values; it returns results and keeps its own lock). `DiskTier` is the trio side the cache talks
 to: it queues calls on capacity limiters, counts and logs failures once, and remembers which
@@ -29,6 +32,7 @@ from typing import Any, TypeVar, cast
 import diskcache
 import trio
 
+from mastfs.cache import checksums
 from mastfs.cache.blocks import Block
 from mastfs.cache.runfiles import RunDisk, Stored
 from mastfs.cache.stats import Counters
@@ -69,7 +73,7 @@ class BlockIndex:
     refused. Failures are kept in `failures` for the trio side to count and log.
     """
 
-    def __init__(self, directory: Path, size_limit: int) -> None:
+    def __init__(self, directory: Path, size_limit: int | None) -> None:
         self.directory = private_dir(Path(directory))
         self.size_limit = size_limit
         # The database is created owner-only before SQLite opens it (its journal files take
@@ -78,9 +82,11 @@ class BlockIndex:
         for path in (database, *(database.with_name(DATABASE + s) for s in ("-wal", "-shm"))):
             check_private_file(path)
         os.close(open_private(database, os.O_RDWR | os.O_CREAT))
+        # Without a size limit (`mastfs cache verify`), the one stored in the database holds.
+        limit = {} if size_limit is None else {"size_limit": size_limit}
         self.db = diskcache.Cache(
             str(self.directory),
-            size_limit=size_limit,
+            **limit,
             eviction_policy="least-recently-stored",
             tag_index=True,
             disk=RunDisk,
@@ -91,6 +97,8 @@ class BlockIndex:
         self._lock = threading.Lock()
         self._retired: set[str] = set()
         self._failures: list[tuple[str, Exception]] = []
+        # Blocks dropped because their checksums did not prove them: (key, why).
+        self._rejected: list[tuple[str, str]] = []
 
     @property
     def runs(self) -> RunDisk:
@@ -104,54 +112,81 @@ class BlockIndex:
             failures, self._failures = self._failures, []
         return failures
 
+    def take_rejected(self) -> list[tuple[str, str]]:
+        with self._lock:
+            rejected, self._rejected = self._rejected, []
+        return rejected
+
     def _failed(self, action: str, exc: Exception) -> None:
         with self._lock:
             self._failures.append((action, exc))
 
     def get_many(self, keys: Sequence[str]) -> list[Block | None]:
-        """The blocks at `keys` (None where absent or unreadable), one disk read per stretch
-        of a run file."""
+        """The blocks at `keys` (None where absent, unreadable or not proven by their
+        checksums), one disk read per stretch of a run file."""
         found: list[Any] = []
         for key in keys:
             try:
                 value = self.db.get(key, default=None, read=True, retry=True)
-                if isinstance(value, io.IOBase):
-                    # A block file of the stock layout (an older cache directory).
-                    with value:
-                        value = value.read()
             except Exception as exc:
                 self._failed("read", exc)
+                value = None
+            if value is not None and not isinstance(value, Stored):
+                # A row without checksums (the stock layout of older versions): unprovable.
+                if isinstance(value, io.IOBase):
+                    value.close()
+                self._drop(key, "has no checksum")
                 value = None
             found.append(value)
         refs = [value for value in found if isinstance(value, Stored)]
         read = iter(self.runs.read_many(refs)) if refs else iter(())
         out: list[Block | None] = []
-        for value in found:
+        for key, value in zip(keys, found, strict=True):
+            data: Block | None = None
             if isinstance(value, Stored):
-                value = next(read)
-            out.append(value if isinstance(value, bytes | memoryview) else None)
+                data = next(read)
+                if data is not None and not self._proven(key, value, data):
+                    data = None
+            out.append(data)
         return out
 
     def get_part(self, key: str, length: int, lo: int, hi: int) -> Block | object | None:
-        """Bytes [lo, hi) of a stored block of `length` bytes; `ABSENT` without a row; None
-        when the row is there but its bytes could not be read (the caller then tries the usual
-        way)."""
+        """Bytes [lo, hi) of a stored block of `length` bytes, reading (and verifying) just
+        the checksum chunks they lie in; `ABSENT` without a row; None when the row is there
+        but its bytes could not be read or proven (the caller then tries the usual way)."""
         try:
             value = self.db.get(key, default=ABSENT, read=True, retry=True)
             if value is ABSENT:
                 return ABSENT
-            if isinstance(value, Stored):
-                if value.size != length:
-                    return None
-                return self.runs.read_part(value, lo, hi)
             if isinstance(value, io.IOBase):
-                with value:
-                    value = value.read()
-            if isinstance(value, bytes) and len(value) == length:
-                return value[lo:hi]
+                value.close()
+            if not isinstance(value, Stored) or value.size != length:
+                return None
+            first, start, end = checksums.chunk_span(lo, hi, length)
+            data = self.runs.read_part(value, start, end)
+            if data is None or not self._proven(key, value, data, first):
+                return None
+            return data[lo - start : hi - start]
         except Exception as exc:
             self._failed("read", exc)
         return None
+
+    def _proven(self, key: str, ref: Stored, data: Block, first: int = 0) -> bool:
+        """Whether `data` (from chunk `first` of the block at `key`) matches its checksums;
+        a block that does not is dropped (its whole run file goes) and reported."""
+        sums = ref.checksums
+        if sums is not None and checksums.verify(key, ref.size, sums, data, first):
+            return True
+        self._drop(key, "failed its checksum" if sums is not None else "has no checksum")
+        return False
+
+    def _drop(self, key: str, why: str) -> None:
+        with self._lock:
+            self._rejected.append((key, why))
+        try:
+            self.db.delete(key, retry=True)
+        except Exception as exc:
+            self._failed("drop a block", exc)
 
     def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
         """Store blocks of one version, each run of consecutive ones as one run file whose rows
@@ -171,6 +206,10 @@ class BlockIndex:
             except Exception as exc:
                 self._failed("write", exc)
                 return
+            stored = [
+                ref.with_checksums(checksums.digest(block_key(uri, identity, index), data))
+                for (index, data), ref in zip(run, stored, strict=True)
+            ]
             try:
                 # The lock also queues this process's writers on a Python lock (SQLite's busy
                 # handler would put the loser to sleep for milliseconds at a time).
@@ -181,7 +220,7 @@ class BlockIndex:
                     with self.db.transact(retry=True):
                         for (index, _), value in zip(run, stored, strict=True):
                             self.db.set(block_key(uri, identity, index), value, tag=tag, retry=True)
-                    if self.db.volume() > self.size_limit:
+                    if self.size_limit is not None and self.db.volume() > self.size_limit:
                         self.db.cull(retry=True)
             except Exception as exc:
                 self.runs.remove(stored[0].filename)
@@ -297,6 +336,9 @@ class DiskTier:
         return result
 
     def _count_failures(self) -> None:
+        for key, why in self.index.take_rejected():
+            self._counters.checksum_failures += 1
+            log.warning("cached block %s %s: dropped, it will be fetched again", key, why)
         for action, exc in self.index.take_failures():
             self._counters.disk_errors += 1
             if not self._failure_logged:

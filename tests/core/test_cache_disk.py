@@ -95,9 +95,11 @@ async def test_without_o_direct_the_cache_works_the_same(
     assert sim.gets(f.uri) == 0
 
 
-async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
+async def test_blocks_without_checksums_are_fetched_again_not_served(
     sim: Sim, tmp_path: Path
 ) -> None:
+    """Blocks of the stock diskcache layout (earlier versions) carry no checksum, so nothing
+    proves their bytes (issue 13): they are dropped and fetched again, once."""
     f = sim.pick(min_size=4 * MiB, max_size=40 * MiB)
     info = await Fetcher(sim.url, None, FAST_RETRY).head(f.uri)
     identity = identity_of(info)
@@ -112,11 +114,20 @@ async def test_blocks_of_the_stock_diskcache_layout_are_still_served(
                 read=True,
                 tag=tag_of(f.uri, identity),
             )
+    os.chmod(tmp_path, 0o700)
     sim.reset_stats()
     async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
         assert await cache.read(f.uri, f.size, MiB - 100, 200) == sim.expected(
             f.uri, MiB - 100, 200
         )
+        assert cache.stats()["checksum_failures"] == 2
+    assert sim.gets(f.uri) == 1
+    sim.reset_stats()
+    async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
+        assert await cache.read(f.uri, f.size, MiB - 100, 200) == sim.expected(
+            f.uri, MiB - 100, 200
+        )
+        assert cache.stats()["checksum_failures"] == 0
     assert sim.gets(f.uri) == 0
 
 
