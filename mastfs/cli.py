@@ -66,6 +66,17 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
 
 
+def parse_seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more: {text!r}")
+    return value
+
+
 def parse_radius(text: str) -> float:
     """`1m` (arcmin), `30s` (arcsec), `0.02deg`, `0.1` (degrees) -> degrees."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(deg|arcmin|arcsec|d|m|s|°|'|\")?\s*", text)
@@ -232,6 +243,17 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         default=60.0,
         metavar="SECONDS",
         help="give up on a failing archive request after retrying this long, then EIO (default 60)",
+    )
+    g.add_argument(
+        "--metadata-ttl",
+        type=parse_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help=(
+            "on open, ask the archive whether a product changed when it last said so more "
+            "than this long ago (default 60; 0 = on every open). An open file keeps reading "
+            "the version it opened; if the archive replaces it, that file's reads fail (EIO)"
+        ),
     )
     g.add_argument("--allow-other", action="store_true", help="let other users see the mount")
     g.add_argument(
@@ -477,6 +499,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         cache_size=args.cache_size,
         token=token,
         readahead_kb=args.readahead_kb,
+        metadata_ttl=args.metadata_ttl,
         allow_other=args.allow_other,
         timeout=args.timeout,
         debug=args.debug,

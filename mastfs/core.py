@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
-from mastfs.cache import Block, BlockCache
+from mastfs.cache import Block, BlockCache, Version
 from mastfs.fetch import Fetcher, FetchError, NotAuthorized
 from mastfs.model import Product
 from mastfs.selection import Selection, format_summary
@@ -38,6 +39,15 @@ class Listener(Protocol):
 
     def store_prefetched(self, dataURI: str, offset: int, data: Block) -> None:
         """Readahead bytes of a product (called in a worker thread)."""
+
+
+@dataclass(eq=False)
+class OpenFile:
+    """A product opened for reading: every read is of `version` (learned by the first read when
+    nothing was known at open) or fails with `VersionChanged`."""
+
+    product: Product
+    version: Version | None
 
 
 class Core:
@@ -57,8 +67,10 @@ class Core:
 
     # -- product bytes ---------------------------------------------------------------------------
 
-    async def open_product(self, product: Product) -> None:
-        """Check that the product may be read and revalidate it (`NotAuthorized`, `NotFound`).
+    async def open_product(self, product: Product) -> OpenFile:
+        """Check that the product may be read, revalidate it when the archive last confirmed it
+        more than `--metadata-ttl` ago, and bind the open file to its current version
+        (`NotAuthorized`, `NotFound`).
 
         Exclusive-access products of proposals this login cannot read are refused without
         asking the archive.
@@ -67,19 +79,23 @@ class Core:
             self.state.record_error(product.dataURI, "not authorized")
             raise NotAuthorized(f"{product.dataURI}: not authorized", 401)
         try:
-            await self.cache.open(product.dataURI, product.size)
+            version = await self.cache.open(product.dataURI, product.size)
         except NotAuthorized:
             self.state.record_error(product.dataURI, "not authorized")
             raise
+        return OpenFile(product, version)
 
-    async def read_product(self, product: Product, offset: int, length: int) -> Block:
-        """Up to `length` bytes at `offset`; a failure is shown in the manifest until the
-        product reads again."""
+    async def read_product(self, opened: OpenFile, offset: int, length: int) -> Block:
+        """Up to `length` bytes at `offset` of the open file's version; a failure is shown in
+        the manifest until the product reads again."""
+        product = opened.product
         if offset >= product.size:
             return b""
         length = min(length, product.size - offset)
         try:
-            data = await self.cache.read(product.dataURI, product.size, offset, length)
+            data = await self.cache.read(
+                product.dataURI, product.size, offset, length, opened.version
+            )
         except NotAuthorized:
             self.state.record_error(product.dataURI, "not authorized")
             raise
@@ -89,6 +105,8 @@ class Core:
             )
             self.state.record_error(product.dataURI, str(exc) or type(exc).__name__)
             raise
+        if opened.version is None:
+            opened.version = self.cache.current_version(product.dataURI)
         self.state.clear_error(product.dataURI)
         return data
 

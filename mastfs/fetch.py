@@ -83,11 +83,15 @@ class RemoteInfo:
     last_modified: str | None
 
     def same_content(self, other: RemoteInfo) -> bool:
-        """True unless size or ETag (when both sides have one) tell the contents apart."""
+        """True unless the size, the ETag (when both sides have one) or else Last-Modified
+        (when both have one) tell the contents apart. JWST products are reprocessed in place,
+        often at the same size: without an ETag, Last-Modified is what shows it."""
         if self.size != other.size:
             return False
         if self.etag is not None and other.etag is not None:
             return self.etag == other.etag
+        if self.last_modified is not None and other.last_modified is not None:
+            return self.last_modified == other.last_modified
         return True
 
 
@@ -117,6 +121,11 @@ class ContentChanged(FetchError):
     def __init__(self, message: str, info: RemoteInfo) -> None:
         super().__init__(message)
         self.info = info
+
+
+class VersionChanged(FetchError):
+    """The product changed under an open file: that file's reads fail rather than mix the
+    bytes of two versions (new opens see the new version)."""
 
 
 class RangeNotSatisfiable(FetchError):

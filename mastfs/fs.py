@@ -23,7 +23,7 @@ from pyfuse3 import FileHandleT, FUSEError, InodeT
 
 from mastfs import fetch
 from mastfs.cache import Block
-from mastfs.core import Core
+from mastfs.core import Core, OpenFile
 from mastfs.model import Product
 from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.state import Snapshot
@@ -80,6 +80,11 @@ def fuse_errors(
 class _Handle:
     entry: Entry
     content: bytes | None  # virtual files: the bytes frozen at open
+    opened: OpenFile | None = None  # products: the version this open reads
+
+
+# What `_page_versions` holds for a file whose pages the kernel must drop at the next open.
+_STALE = "stale"
 
 
 class MastOperations(pyfuse3.Operations):
@@ -87,7 +92,9 @@ class MastOperations(pyfuse3.Operations):
 
     State: `core`; open file handles (`_handles`); how many times the kernel has been given
     each inode (`_lookups`, so entries a re-selection removed stay answerable until the kernel
-    forgets them: `_retired`); whether the kernel takes readahead (`_can_store`).
+    forgets them: `_retired`); which version of each product the kernel's pages hold
+    (`_page_versions`, so an open of another version drops them first); whether the kernel
+    takes readahead (`_can_store`).
     """
 
     supports_dot_lookup = False
@@ -108,6 +115,7 @@ class MastOperations(pyfuse3.Operations):
         self._uid = os.getuid()
         self._gid = os.getgid()
         self._lookups: dict[int, int] = {}
+        self._page_versions: dict[int, str] = {}
         # Entries of earlier snapshots stay answerable while the kernel may still hold them.
         self._retired: dict[int, Entry] = {}
         self._can_store = True
@@ -239,11 +247,18 @@ class MastOperations(pyfuse3.Operations):
             self._handles[fh] = _Handle(entry, content)
             # Virtual files change on re-selection: no page cache, sizes from the frozen bytes.
             return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=True, keep_cache=False)
-        await self.core.open_product(cast(Product, entry.product))
-        self._handles[fh] = _Handle(entry, None)
-        # Products are immutable: keep the kernel page cache across opens (astropy's mmap and
-        # repeated reads rely on it); direct_io would break MAP_SHARED.
-        return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=False, keep_cache=True)
+        opened = await self.core.open_product(cast(Product, entry.product))
+        self._handles[fh] = _Handle(entry, None, opened)
+        # A version's bytes never change: keep the kernel page cache across opens (astropy's
+        # mmap and repeated reads rely on it; direct_io would break MAP_SHARED), unless the
+        # pages are of another version, which the kernel then drops before this open reads.
+        held = self._page_versions.get(inode)
+        keep = held != _STALE and (
+            opened.version is None or held is None or held == opened.version.identity
+        )
+        if opened.version is not None:
+            self._page_versions[inode] = opened.version.identity
+        return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=False, keep_cache=keep)
 
     @fuse_errors
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
@@ -252,10 +267,13 @@ class MastOperations(pyfuse3.Operations):
             raise FUSEError(errno.EBADF)
         if handle.content is not None:
             return handle.content[off : off + size]
-        product = cast(Product, handle.entry.product)
+        opened = cast(OpenFile, handle.opened)
         # A view of a cached block, not a copy (the stub says bytes; pyfuse3 takes any
         # contiguous buffer and copies it into the kernel before the next request).
-        return cast(bytes, await self.core.read_product(product, off, size))
+        data = await self.core.read_product(opened, off, size)
+        if opened.version is not None:
+            self._page_versions.setdefault(handle.entry.inode, opened.version.identity)
+        return cast(bytes, data)
 
     async def release(self, fh: FileHandleT) -> None:
         self._handles.pop(fh, None)
@@ -328,7 +346,11 @@ class MastOperations(pyfuse3.Operations):
     def content_changed(self, dataURI: str) -> None:
         """The archive changed a product's bytes: drop the kernel's cached pages of it."""
         inode = self.state.snapshot.tree.inode_of(dataURI)
-        if inode is not None and self._spawn is not None:
+        if inode is None:
+            return
+        # Whatever the invalidation below achieves, the next open drops the pages itself.
+        self._page_versions[inode] = _STALE
+        if self._spawn is not None:
             log.info("%s changed in the archive: dropping cached pages", dataURI)
             self._spawn(functools.partial(_invalidate_inode, inode))
 

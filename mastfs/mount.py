@@ -21,6 +21,7 @@ import trio
 
 from mastfs import archive as archive_mod
 from mastfs import runtime, system
+from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
@@ -52,6 +53,7 @@ class MountOptions:
     cache_size: int = 50 << 30
     token: str | None = None
     readahead_kb: int = DEFAULT_READAHEAD_KB
+    metadata_ttl: float = DEFAULT_METADATA_TTL
     allow_other: bool = False
     timeout: float = 60.0
     debug: bool = False
@@ -132,6 +134,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 cache_dir=opts.cache_dir,
                 cache_size=opts.cache_size,
                 nursery=nursery,
+                metadata_ttl=opts.metadata_ttl,
             )
         )
 

@@ -28,6 +28,7 @@ from mastfs.cache.blockcache import BlockCache
 from mastfs.cache.blocks import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_MEMORY_LIMIT,
+    DEFAULT_METADATA_TTL,
     DEFAULT_PARALLEL,
     DEFAULT_READAHEAD_MAX,
     DEFAULT_REQUEST_MAX,
@@ -39,6 +40,7 @@ from mastfs.cache.versions import Version, identity_of
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_METADATA_TTL",
     "DEFAULT_PARALLEL",
     "DEFAULT_READAHEAD_MAX",
     "DEFAULT_REQUEST_MAX",

@@ -24,6 +24,7 @@ import trio
 from mastfs.cache.blocks import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_MEMORY_LIMIT,
+    DEFAULT_METADATA_TTL,
     DEFAULT_PARALLEL,
     DEFAULT_READAHEAD_MAX,
     DEFAULT_REQUEST_MAX,
@@ -49,6 +50,7 @@ from mastfs.fetch import (
     RangeIgnored,
     RangeNotSatisfiable,
     TransientError,
+    VersionChanged,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,7 @@ class BlockCache:
         readahead_max: int = DEFAULT_READAHEAD_MAX,
         request_max: int = DEFAULT_REQUEST_MAX,
         parallel: int = DEFAULT_PARALLEL,
+        metadata_ttl: float = DEFAULT_METADATA_TTL,
         on_change: Callable[[str], None] | None = None,
         on_prefetched: Give | None = None,
     ) -> None:
@@ -129,6 +132,7 @@ class BlockCache:
         )
         # Readahead's network requests queue here; foreground reads never do.
         self._network = trio.CapacityLimiter(parallel)
+        self.metadata_ttl = metadata_ttl
         self._closed = False
 
     @property
@@ -207,18 +211,29 @@ class BlockCache:
 
     # -- the public reads --------------------------------------------------------------------
 
-    async def open(self, dataURI: str, size: int) -> None:
-        """The revalidation point of a product with cached blocks (one HEAD per process).
+    async def open(self, dataURI: str, size: int) -> Version | None:
+        """The revalidation point of a product: one HEAD when the archive last confirmed its
+        version more than `metadata_ttl` seconds ago. Returns the version an open file reads
+        (None while nothing is known: the first read tells, `current_version`).
 
         `NotAuthorized`/`NotFound` from the server propagate; an unreachable server does not:
         the cached blocks are served (offline remount).
         """
-        await self.versions.validate(dataURI)
+        await self.versions.validate(dataURI, self.metadata_ttl)
+        return self.versions.current(dataURI)
 
-    async def read(self, dataURI: str, size: int, offset: int, length: int) -> Block:
+    def current_version(self, dataURI: str) -> Version | None:
+        """The version the last read of the product was served from."""
+        return self.versions.current(dataURI)
+
+    async def read(
+        self, dataURI: str, size: int, offset: int, length: int, version: Version | None = None
+    ) -> Block:
         """`length` bytes at `offset` (fewer at end of file); `size` is the catalogue size.
 
-        Within one block the answer may be a read-only view of it (`Layout.assemble`).
+        With `version` (an open file's), the bytes are of that version or the read fails with
+        `VersionChanged`: never a mix of two. Within one block the answer may be a read-only
+        view of it (`Layout.assemble`).
         """
         if offset < 0 or length < 0:
             raise ValueError(f"negative offset or length: {offset}, {length}")
@@ -230,8 +245,11 @@ class BlockCache:
         await self.versions.validate(uri)
         started = trio.current_time()
         memory_hits = counters.memory_hits
+        bound = version
         for _ in range(MAX_ROUNDS):
             version = await self.versions.load(uri)
+            if bound is not None and (version is None or version.identity != bound.identity):
+                raise VersionChanged(f"{uri} changed in the archive while open")
             file_size = version.size if version is not None else size
             end = min(offset + length, file_size)
             if offset >= end:
@@ -269,6 +287,8 @@ class BlockCache:
             current = self.versions.current(uri)
             if current is not None and identities != {current.identity}:
                 continue
+            if bound is not None and identities != {bound.identity}:
+                raise VersionChanged(f"{uri} changed in the archive while open")
             result = self.layout.assemble(
                 {index: data for index, (_, data) in got.items()}, first, last, offset, end
             )

@@ -25,6 +25,8 @@ DEFAULT_REQUEST_MAX = 8 * MiB
 # Readahead range requests on the network at once.
 DEFAULT_PARALLEL = 4
 MIN_BLOCK_SIZE = 4 * KiB
+# Seconds after which an open revalidates a product with the archive (`--metadata-ttl`).
+DEFAULT_METADATA_TTL = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,16 @@ server sends no ETag. Blocks are keyed by it, so blocks of two versions never mi
 describing other contents replaces the version (`learn`), and the cache is told so it drops
 what it holds of the old one. A product with a record on disk is revalidated once per process
 with one HEAD (`validate`); an unreachable server leaves the cached version in use (offline
-remount) and is tried again after `REVALIDATE_RETRY` seconds.
+remount) and is tried again after `REVALIDATE_RETRY` seconds. On open, a product is
+revalidated when the archive last confirmed it more than `metadata_ttl` seconds ago, so a
+long-running mount sees a reprocessed file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -79,7 +82,8 @@ class Versions:
         self._current: dict[str, Version] = {}
         # Products whose record on disk has been looked for (found or not).
         self._looked: set[str] = set()
-        self._validated: set[str] = set()
+        # When each product was last validated by the archive (trio clock).
+        self._validated_at: dict[str, float] = {}
         self._validate_failed: dict[str, float] = {}
         self._validate_locks: dict[str, trio.Lock] = {}
 
@@ -105,7 +109,7 @@ class Versions:
     async def learn(self, uri: str, remote: RemoteInfo) -> Version:
         """Record what a response said; the old version is dropped if the contents changed."""
         old = self._current.get(uri)
-        self._validated.add(uri)
+        self._validated_at[uri] = trio.current_time()
         if old is not None and old.info.same_content(remote):
             return old
         new = self._current[uri] = Version.of(uri, remote)
@@ -124,22 +128,30 @@ class Versions:
         await self._disk.put_meta(uri, remote)
         return new
 
-    async def validate(self, uri: str) -> None:
-        """Revalidate a product with a record on disk, once per process (one HEAD).
+    def _fresh(self, uri: str, max_age: float) -> bool:
+        at = self._validated_at.get(uri)
+        return at is not None and trio.current_time() - at <= max_age
 
-        `NotAuthorized`/`NotFound` propagate; an unreachable server does not.
+    async def validate(self, uri: str, max_age: float = math.inf) -> None:
+        """Revalidate a product with a known version (one HEAD) unless the archive confirmed it
+        within `max_age` seconds (infinity: once per process; 0: every time).
+
+        `NotAuthorized`/`NotFound` propagate; an unreachable server does not (the cached
+        version stays in use, offline) and is tried again after `REVALIDATE_RETRY`.
         """
-        if uri in self._validated:
+        if self._fresh(uri, max_age):
             return
         failed_at = self._validate_failed.get(uri)
         if failed_at is not None and trio.current_time() - failed_at < REVALIDATE_RETRY:
             return
         lock = self._validate_locks.setdefault(uri, trio.Lock())
         async with lock:
-            if uri in self._validated:
+            if self._fresh(uri, max_age):
                 return
             if await self.load(uri) is None:
-                self._validated.add(uri)
+                # Nothing known: the first response will tell (no round trip spent here).
+                if max_age == math.inf:
+                    self._validated_at[uri] = trio.current_time()
                 return
             self._counters.revalidations += 1
             self._counters.requests += 1
@@ -152,5 +164,4 @@ class Versions:
                 self._validate_failed[uri] = trio.current_time()
                 return
             await self.learn(uri, fresh)
-            self._validated.add(uri)
-            self._validate_locks.pop(uri, None)
+            self._validate_failed.pop(uri, None)

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -307,7 +306,9 @@ def test_shutil_copy_of_manifest(m2734: Mount, tmp_path: Path, python_child: Pyt
 
 
 def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str, sim: Sim) -> None:
-    """A new ETag met while reading replaces the cached blocks and the kernel's pages."""
+    """A product reprocessed in place while open (issue 13): the open file's further reads fail
+    with EIO instead of mixing two versions; a new open reads only the new version, the pages
+    the kernel held of the old one dropped first."""
     rows = [r for r in catalog_rows("1558") if r["productFilename"].endswith("_i2d.fits")]
     row = max(rows, key=lambda r: int(r["size"]))
     uri, size = row["dataURI"], int(row["size"])
@@ -315,24 +316,33 @@ def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str, sim: Si
     old = default_catalog().file(uri)
     new = old.with_generation(1)
     try:
-        with mounted(tmp_path / "mnt", ["--program", "1558"], tmp_path / "c", server=sim_url) as m:
+        with mounted(
+            tmp_path / "mnt",
+            ["--program", "1558", "--metadata-ttl", "0"],
+            tmp_path / "c",
+            server=sim_url,
+        ) as m:
             path = m.path / row["obs_collection"] / row["obs_id"] / row["productFilename"]
             fd = os.open(path, os.O_RDONLY)
             try:
                 assert os.pread(fd, 4096, 0) == bytes(old.read(0, 4096))
                 sim.change(uri, generation=1)
-                # A block never read before comes with the new ETag: the old blocks go.
+                # A block never read before comes with the new ETag: this open's version is
+                # gone, and its read fails rather than return the new version's bytes.
                 tail = size - 4096
-                assert os.pread(fd, 4096, tail) == bytes(new.read(tail, 4096))
+                with pytest.raises(OSError) as failed:
+                    os.pread(fd, 4096, tail)
+                assert failed.value.errno == errno.EIO
+                # Bytes it read before are still the old version's (the kernel's pages).
+                assert os.pread(fd, 4096, 0) in (bytes(old.read(0, 4096)), b"")
+            except OSError as exc:
+                assert exc.errno == errno.EIO
             finally:
                 os.close(fd)
-            deadline = time.monotonic() + 10
-            while True:
-                head = reads.pread(path, 0, 4096)
-                if head == bytes(new.read(0, 4096)) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            # A new open revalidates (--metadata-ttl 0) and reads the new version only.
+            head = reads.pread(path, 0, 4096)
             assert head == bytes(new.read(0, 4096))
             assert head != bytes(old.read(0, 4096))
+            assert reads.pread(path, size - 4096, 4096) == bytes(new.read(size - 4096, 4096))
     finally:
         sim.change(uri, generation=0)
