@@ -553,9 +553,11 @@ def cmd_umount(args: argparse.Namespace) -> int:
     from mastfs.control import ControlError, umount
 
     try:
-        umount(args.mountpoint, lazy=args.lazy)
+        note = umount(args.mountpoint, lazy=args.lazy)
     except ControlError as exc:
         fail(str(exc))
+    if note:
+        print(f"mastfs: {note}", file=sys.stderr)
     return 0
 
 

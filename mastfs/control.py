@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # How long `umount` waits for the daemon to exit once the kernel has let go of the mount.
 EXIT_TIMEOUT = 15.0
+# How long a lazy unmount waits for an idle daemon before saying it lives on.
+LAZY_GRACE = 2.0
 
 
 class ControlError(Exception):
@@ -49,8 +51,9 @@ def _daemon_pid(path: Path) -> int | None:
     return runtime.read_pid(path)
 
 
-def umount(mountpoint: Path, lazy: bool = False) -> None:
-    """Unmount (`lazy`: even if busy), then wait for the mount's process to exit."""
+def umount(mountpoint: Path, lazy: bool = False) -> str | None:
+    """Unmount (`lazy`: even if busy), then wait for the mount's process to exit; with `lazy`
+    a note when it still serves readers of the detached mount."""
     path = _mastfs_mount(mountpoint)
     # Read before unmounting: the daemon removes its pid file on the way out.
     pid = _daemon_pid(path)
@@ -64,8 +67,20 @@ def umount(mountpoint: Path, lazy: bool = False) -> None:
                 f"{mountpoint} is busy (a process is using it); close it or use --lazy"
             )
         raise ControlError(f"cannot unmount {mountpoint}: {text}")
-    if pid is not None and not system.wait_gone(pid, EXIT_TIMEOUT):
+    if pid is None:
+        return None
+    if lazy:
+        # Detached: the kernel keeps the connection until the last open file is closed, and
+        # the daemon serves those readers until then. Not an error to wait for.
+        if system.wait_gone(pid, LAZY_GRACE):
+            return None
+        return (
+            f"{mountpoint} is detached; its mount process {pid} ends when the last program "
+            "reading from it closes its files"
+        )
+    if not system.wait_gone(pid, EXIT_TIMEOUT):
         raise ControlError(f"unmounted, but the mount process {pid} has not exited")
+    return None
 
 
 def select(mountpoint: Path, selection: Selection | None = None) -> SelectionInfo:

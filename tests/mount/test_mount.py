@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mastfs import system
 from mastfs.sim.catalog import BIG_4G_URI, ONE_GIB_URI, default_catalog
 from tests.support import reads
 from tests.support.catalog import catalog_rows
@@ -346,3 +348,33 @@ def test_content_change_drops_stale_blocks(tmp_path: Path, sim_url: str, sim: Si
             assert reads.pread(path, size - 4096, 4096) == bytes(new.read(size - 4096, 4096))
     finally:
         sim.change(uri, generation=0)
+
+
+def test_lazy_umount_with_a_reader_still_open_succeeds(tmp_path: Path, sim_url: str) -> None:
+    """`mastfs umount --lazy` detaches at once and says the daemon lives on while a program
+    still reads (issue 13); the daemon ends when that program closes its file."""
+    with mounted(tmp_path / "mnt", ["--program", "2734"], tmp_path / "c", server=sim_url) as m:
+        row = next(r for r in catalog_rows("2734") if r["productFilename"].endswith(".fits"))
+        product = f"{row['obs_collection']}/{row['obs_id']}/{row['productFilename']}"
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; f = open(sys.argv[1], 'rb'); f.read(10); print('open', "
+                "flush=True); time.sleep(120)",
+                str(m.path / product),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+            done = run_cli(["umount", "--lazy", str(m.path)], timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert "detached" in done.stderr and "Traceback" not in done.stderr
+            assert not is_mounted(m.path)
+            assert m.pid is not None and system.pid_alive(m.pid)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert m.pid is not None and system.wait_gone(m.pid, 30)
