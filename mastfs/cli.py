@@ -242,7 +242,10 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="give up on a failing archive request after retrying this long, then EIO (default 60)",
+        help=(
+            "every read returns data or fails (EIO) within this long, stalls and retries "
+            "included; archive requests give up after it too (default 60)"
+        ),
     )
     g.add_argument(
         "--metadata-ttl",

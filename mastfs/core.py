@@ -14,6 +14,7 @@ Front ends that keep their own copies of product bytes (the kernel's page cache)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 import trio
 
 from mastfs.cache import Block, BlockCache, Version
-from mastfs.fetch import Fetcher, FetchError, NotAuthorized
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized, TransientError
 from mastfs.model import Product
 from mastfs.selection import Selection, format_summary
 from mastfs.state import MountState, Snapshot
@@ -53,9 +54,13 @@ class OpenFile:
 class Core:
     """One query's products and their bytes, for any front end."""
 
-    def __init__(self, state: MountState, cache: BlockCache) -> None:
+    def __init__(
+        self, state: MountState, cache: BlockCache, read_timeout: float = math.inf
+    ) -> None:
         self.state = state
         self.cache = cache
+        # Every read returns data or fails within this many seconds, stalls included.
+        self.read_timeout = read_timeout
         self.listeners: list[Listener] = []
 
     @property
@@ -93,9 +98,15 @@ class Core:
             return b""
         length = min(length, product.size - offset)
         try:
-            data = await self.cache.read(
-                product.dataURI, product.size, offset, length, opened.version
-            )
+            with trio.move_on_after(self.read_timeout) as deadline:
+                data = await self.cache.read(
+                    product.dataURI, product.size, offset, length, opened.version
+                )
+            if deadline.cancelled_caught:
+                raise TransientError(
+                    f"{product.dataURI}: no answer from the archive within "
+                    f"{self.read_timeout:g} s (bytes {offset}-{offset + length - 1})"
+                )
         except NotAuthorized:
             self.state.record_error(product.dataURI, "not authorized")
             raise
@@ -152,6 +163,7 @@ async def open_core(
     cache_dir: Path,
     cache_size: int,
     nursery: trio.Nursery | None = None,
+    read_timeout: float = math.inf,
     **cache_options: Any,
 ) -> AsyncIterator[Core]:
     """A `Core` over `state` reading through `fetcher` (the caller's: it carries the server,
@@ -178,6 +190,6 @@ async def open_core(
         on_prefetched=prefetched,
         **cache_options,
     ) as cache:
-        core = Core(state, cache)
+        core = Core(state, cache, read_timeout)
         holder.append(core)
         yield core

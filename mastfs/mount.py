@@ -134,6 +134,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 cache_dir=opts.cache_dir,
                 cache_size=opts.cache_size,
                 nursery=nursery,
+                read_timeout=opts.timeout,
                 metadata_ttl=opts.metadata_ttl,
             )
         )

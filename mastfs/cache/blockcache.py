@@ -394,6 +394,16 @@ class BlockCache:
         if owned:
             try:
                 complete = await self._fill(uri, version, file_size, owned, background, disk)
+            except trio.Cancelled:
+                # The reader gave up (its deadline) or the mount is closing: whoever waits on
+                # these blocks is released now with an error, not left to find out alone.
+                if not background:
+                    gave_up = TransientError(
+                        f"{uri}: no answer in time for the read these blocks waited on"
+                    )
+                    for index, flight in owned:
+                        self.flights.fail((uri, index), flight, gave_up)
+                raise
             except FetchError as exc:
                 # Other readers of a foreground flight share its error; a background failure
                 # only makes them try for themselves.
