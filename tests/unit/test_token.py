@@ -84,3 +84,21 @@ def test_a_token_file_others_may_read_gets_a_warning(mode: int, who: str) -> Non
 @pytest.mark.parametrize("mode", [0o600, 0o400, 0o700, 0o620, 0o602])
 def test_a_token_file_only_its_owner_reads_gets_none(mode: int) -> None:
     assert mode_warning(Path("/t"), stat.S_IFREG | mode) is None
+
+
+def test_objects_that_hold_the_token_never_show_it() -> None:
+    from mastfs.archive import Archive, Query
+    from mastfs.fetch import Fetcher
+    from mastfs.mount import MountOptions
+    from mastfs.selection import Selection
+
+    options = MountOptions(
+        Path("/mnt"), Query(programs=("6543",)), Selection(), "http://x", token=TOKEN
+    )
+    fetcher = Fetcher("http://x", TOKEN)
+    try:
+        holders = [options, fetcher, Archive("http://x", Path("/nonexistent"), TOKEN)]
+        for holder in holders:
+            assert TOKEN not in repr(holder) and TOKEN not in str(holder), type(holder)
+    finally:
+        fetcher.close()
