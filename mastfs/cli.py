@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from mastfs import __version__
-from mastfs.daemon import READY_FD_OPTION
+from mastfs.daemon import READY_FD_OPTION, TOKEN_FD_OPTION
 
 if TYPE_CHECKING:
     from mastfs.archive import Query
@@ -205,7 +205,7 @@ def _add_archive_args(p: argparse.ArgumentParser) -> None:
         "--token-file",
         type=Path,
         metavar="FILE",
-        help=f"file holding a MAST API token (else env {MAST_TOKEN_ENV})",
+        help=f"file holding only a MAST API token, mode 600 (else env {MAST_TOKEN_ENV})",
     )
     g.add_argument(
         "--cache-dir",
@@ -264,6 +264,7 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--debug", action="store_true", help="verbose logging")
     g.add_argument(READY_FD_OPTION, type=int, help=argparse.SUPPRESS)
+    g.add_argument(TOKEN_FD_OPTION, type=int, help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -425,15 +426,37 @@ def server_from_args(args: argparse.Namespace) -> str:
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:
-    if args.token_file is not None:
-        try:
-            token = args.token_file.read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from exc
-        if not token:
-            raise UsageError(f"token file {args.token_file} is empty")
-        return token
-    return os.environ.get(MAST_TOKEN_ENV) or None
+    """The MAST token: from the daemon's parent (a pipe), `--token-file`, or the environment.
+
+    A token file with anything but one token, or an unusable variable, is a usage error that
+    names the source and never echoes it; a token file others may read gets a warning.
+    """
+    from mastfs.daemon import WARNING, show
+    from mastfs.token import TokenError, parse_token, read_token_fd, read_token_file
+
+    try:
+        if getattr(args, "token_fd", None) is not None:
+            return read_token_fd(args.token_fd)
+        if args.token_file is not None:
+            token, warning = read_token_file(args.token_file)
+            if warning is not None:
+                show(WARNING, warning)
+            return token
+        value = os.environb.get(MAST_TOKEN_ENV.encode())
+        if value is None or not value.strip():
+            return None
+        return parse_token(value, f"environment variable {MAST_TOKEN_ENV}")
+    except TokenError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _hold_token() -> None:
+    """Keep a token this process holds from leaking: no core dump or ptrace (not dumpable), and
+    no child (fusermount3, the daemon) inheriting it through the environment."""
+    from mastfs.token import protect_process
+
+    protect_process()
+    os.environ.pop(MAST_TOKEN_ENV, None)
 
 
 def cache_dir_from_args(args: argparse.Namespace) -> Path:
@@ -473,6 +496,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
     else:
         query = query_from_args(args)
         server, token = server_from_args(args), token_from_args(args)
+    _hold_token()
     cache_dir = cache_dir_from_args(args)
     if args.ready_fd is None:
         if demo and not args.mountpoint.exists():
@@ -485,7 +509,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         except MountError as exc:
             fail(str(exc))
         if not args.foreground:
-            return _mount_in_background(args.mountpoint, argv, cache_dir, demo)
+            return _mount_in_background(args.mountpoint, argv, cache_dir, demo, token)
 
     start_server = None
     if demo:
@@ -511,12 +535,14 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
     return _serve(opts, args.ready_fd, args.debug)
 
 
-def _mount_in_background(mountpoint: Path, argv: Sequence[str], cache_dir: Path, demo: bool) -> int:
+def _mount_in_background(
+    mountpoint: Path, argv: Sequence[str], cache_dir: Path, demo: bool, token: str | None
+) -> int:
     from mastfs import daemon, runtime
     from mastfs.private import PrivacyError
 
     try:
-        code = daemon.spawn(argv, runtime.log_path(cache_dir, mountpoint))
+        code = daemon.spawn(argv, runtime.log_path(cache_dir, mountpoint), token)
     except (daemon.DaemonError, PrivacyError) as exc:
         fail(str(exc))
     if demo and code == 0:
@@ -591,6 +617,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     selection = selection_from_args(args)
     query = query_from_args(args)
     server, token = server_from_args(args), token_from_args(args)
+    _hold_token()
     try:
         check_cache_dir(cache_dir_from_args(args))
     except PrivacyError as exc:

@@ -5,7 +5,8 @@ Without `--foreground`, `mastfs mount` runs the mount in a detached daemon: the 
 that pipe. The daemon sends one tagged line per event (`PipeReporter`): progress, a warning,
 ready, or the error that stopped it. The parent prints each as a foreground mount would have
 (`ConsoleReporter`) and returns once the mount is ready or has failed, so a user sees the same
-lines either way; everything else the daemon says goes to its log file.
+lines either way; everything else the daemon says goes to its log file. The MAST token, if any,
+reaches the daemon on a second pipe (`--token-fd N`), never in its arguments or environment.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ _PREFIX = {PROGRESS: "", WARNING: "warning: ", READY: "", ERROR: "error: "}
 
 # The option that makes a `mastfs mount` the daemon of a parent waiting on file descriptor N.
 READY_FD_OPTION = "--ready-fd"
+# The option that hands the daemon its MAST token on a pipe, never in argv or the environment.
+TOKEN_FD_OPTION = "--token-fd"
+# Not passed on to the daemon: the token goes through the token pipe instead.
+_TOKEN_ENV = "MAST_API_TOKEN"
 
 
 class DaemonError(Exception):
@@ -96,9 +101,14 @@ class PipeReporter:
             pass
 
 
-def spawn(argv: Sequence[str], log_file: Path) -> int:
+def spawn(argv: Sequence[str], log_file: Path, token: str | None = None) -> int:
     """Run `mastfs ARGV` as a detached daemon and relay its reports until it is ready (0) or
-    has failed (1); `DaemonError` if it exits without saying either."""
+    has failed (1); `DaemonError` if it exits without saying either.
+
+    The daemon gets `token` on a pipe of its own, written and closed here: every local user can
+    read a command line, and a process's initial environment stays in `/proc/PID/environ` for
+    its whole life, so neither carries the token.
+    """
     read_fd, write_fd = os.pipe()
     command = [
         sys.executable,
@@ -109,17 +119,29 @@ def spawn(argv: Sequence[str], log_file: Path) -> int:
         READY_FD_OPTION,
         str(write_fd),
     ]
-    with os.fdopen(runtime.open_log(log_file), "ab") as out:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            pass_fds=(write_fd,),
-            start_new_session=True,
-            close_fds=True,
-        )
-    os.close(write_fd)
+    pass_fds = [write_fd]
+    token_fd = None
+    if token is not None:
+        token_fd = _token_pipe(token)
+        command += [TOKEN_FD_OPTION, str(token_fd)]
+        pass_fds.append(token_fd)
+    env = {key: value for key, value in os.environ.items() if key != _TOKEN_ENV}
+    try:
+        with os.fdopen(runtime.open_log(log_file), "ab") as out:
+            child = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+            )
+    finally:
+        os.close(write_fd)
+        if token_fd is not None:
+            os.close(token_fd)
     outcome: int | None = None
     with os.fdopen(read_fd) as pipe:
         for line in pipe:
@@ -141,3 +163,19 @@ def spawn(argv: Sequence[str], log_file: Path) -> int:
     if outcome:
         child.wait(timeout=30)
     return outcome
+
+
+def _token_pipe(token: str) -> int:
+    """The read end of a pipe holding `token` and then end-of-file."""
+    read_fd, write_fd = os.pipe()
+    try:
+        data = token.encode("ascii")
+        # A token is far smaller than a pipe's buffer: the write never waits for a reader.
+        if os.write(write_fd, data) != len(data):
+            raise DaemonError("could not pass the MAST token to the mount process")
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return read_fd

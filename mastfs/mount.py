@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -51,7 +51,8 @@ class MountOptions:
     layout: str = "nested"
     cache_dir: Path = Path()
     cache_size: int = 50 << 30
-    token: str | None = None
+    # Not in repr: an options object may be logged or shown in a traceback.
+    token: str | None = field(default=None, repr=False)
     readahead_kb: int = DEFAULT_READAHEAD_KB
     metadata_ttl: float = DEFAULT_METADATA_TTL
     allow_other: bool = False
