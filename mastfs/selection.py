@@ -65,7 +65,7 @@ _LEVEL_PREFIX = re.compile(r"^(?:level|l)[\s_-]*(?=\d)")
 
 # Seconds of regex matching one selection may take, over all its file names (a few
 # milliseconds is usual; a catastrophic pattern such as /^(\w|\w)*$/ is stopped here).
-MATCH_BUDGET = 2.0
+MATCH_BUDGET = 1.0
 # Regexes in one selection (`regex` and `exclude_regex` together).
 MAX_PATTERNS = 32
 
