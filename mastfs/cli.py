@@ -9,12 +9,13 @@ commands on a running mount in `control.py`.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -24,6 +25,7 @@ from mastfs.daemon import READY_FD_OPTION, TOKEN_FD_OPTION
 if TYPE_CHECKING:
     from mastfs.archive import Query
     from mastfs.mount import MountOptions
+    from mastfs.ownership import Ownership
     from mastfs.selection import Selection
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,44 @@ def parse_criterion(text: str) -> tuple[str, str]:
             f"invalid criterion {text!r}: expected COLUMN=VALUE (e.g. t_exptime=100..500)"
         )
     return key.strip(), value.strip()
+
+
+def parse_octal(what: str) -> Callable[[str], int]:
+    """An argparse type for `--umask`, `--file-mode`, `--dir-mode`: octal permission bits."""
+
+    def parse(text: str) -> int:
+        from mastfs.ownership import OwnershipError, parse_mode
+
+        try:
+            return parse_mode(text, what)
+        except OwnershipError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return parse
+
+
+def parse_uid(text: str) -> int:
+    """A user name or a numeric uid."""
+    import pwd
+
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text.strip()).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user {text!r}") from None
+
+
+def parse_gid(text: str) -> int:
+    """A group name or a numeric gid."""
+    import grp
+
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        return grp.getgrnam(text.strip()).gr_gid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such group {text!r}") from None
 
 
 def _split(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -259,6 +299,44 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         ),
     )
     g.add_argument("--allow-other", action="store_true", help="let other users see the mount")
+    g.add_argument(
+        "--uid",
+        type=parse_uid,
+        metavar="USER",
+        help="owner of every file and folder, a name or number (default: you)",
+    )
+    g.add_argument(
+        "--gid",
+        type=parse_gid,
+        metavar="GROUP",
+        help="group of every file and folder, a name or number (default: your group)",
+    )
+    g.add_argument(
+        "--umask",
+        type=parse_octal("umask"),
+        metavar="UMASK",
+        help="permission bits to clear from 0444 (files) and 0555 (folders) (default 022)",
+    )
+    g.add_argument(
+        "--file-mode",
+        type=parse_octal("file mode"),
+        metavar="MODE",
+        help="permissions of public files, e.g. 0440 (overrides --umask)",
+    )
+    g.add_argument(
+        "--dir-mode",
+        type=parse_octal("dir mode"),
+        metavar="MODE",
+        help="permissions of folders, e.g. 0550 (overrides --umask; the root keeps "
+        "your write bit, which `mastfs select` needs)",
+    )
+    g.add_argument(
+        "--exclusive-group",
+        type=parse_gid,
+        metavar="GROUP",
+        help="let GROUP read exclusive-access files (0440, that group) and the views "
+        "naming your MAST login; otherwise they are yours alone (0400)",
+    )
     g.add_argument(
         "-f", "--foreground", action="store_true", help="stay in the foreground and log to stderr"
     )
@@ -459,6 +537,21 @@ def _hold_token() -> None:
     os.environ.pop(MAST_TOKEN_ENV, None)
 
 
+def ownership_from_args(args: argparse.Namespace, token: str | None) -> Ownership:
+    from mastfs.ownership import DEFAULT_UMASK, Ownership
+
+    return Ownership.build(
+        os.getuid() if args.uid is None else args.uid,
+        os.getgid() if args.gid is None else args.gid,
+        mounter=os.getuid(),
+        umask=DEFAULT_UMASK if args.umask is None else args.umask,
+        file_mode=args.file_mode,
+        dir_mode=args.dir_mode,
+        exclusive_gid=args.exclusive_group,
+        private_views=token is not None,
+    )
+
+
 def cache_dir_from_args(args: argparse.Namespace) -> Path:
     if args.cache_dir is not None:
         return Path(os.path.abspath(args.cache_dir))
@@ -528,6 +621,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         readahead_kb=args.readahead_kb,
         metadata_ttl=args.metadata_ttl,
         allow_other=args.allow_other,
+        ownership=ownership_from_args(args, token),
         timeout=args.timeout,
         debug=args.debug,
         start_server=start_server,
@@ -594,9 +688,24 @@ def cmd_select(args: argparse.Namespace) -> int:
     from mastfs.control import ControlError, select
 
     change = _has_selection_args(args)
+    selection = selection_from_args(args) if change else None
     try:
-        info = select(args.mountpoint, selection_from_args(args) if change else None)
+        info = select(args.mountpoint, selection)
     except ControlError as exc:
+        cause = exc.__cause__
+        if (
+            isinstance(cause, OSError)
+            and cause.errno == errno.EINVAL
+            and selection is not None
+            and (selection.regex or selection.exclude_regex)
+        ):
+            # Checked here already, so the mount refused it while matching (its log says so).
+            from mastfs.selection import MATCH_BUDGET
+
+            fail(
+                f"{exc}: its regexes took more than {MATCH_BUDGET:g} s to match the mount's "
+                "file names; simplify them"
+            )
         fail(str(exc))
     if not change:
         print(f"selection: {info.selection}")
@@ -610,7 +719,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from mastfs.daemon import ConsoleReporter
     from mastfs.private import PrivacyError
     from mastfs.runtime import check_cache_dir
-    from mastfs.selection import format_summary
+    from mastfs.selection import SelectionError, format_summary
     from mastfs.session import SessionError, open_session
     from mastfs.table import format_table
 
@@ -639,9 +748,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     )
     try:
         session = trio.run(start)
-    except SessionError as exc:
+        warnings = session.unmatched_warnings()
+    except (SessionError, SelectionError) as exc:
+        # SelectionError: a regex that takes too long to match (`RegexTooSlow`).
         fail(str(exc))
-    for warning in session.unmatched_warnings():
+    for warning in warnings:
         reporter.warning(warning)
     state = session.state
     snap = state.snapshot

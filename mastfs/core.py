@@ -169,8 +169,11 @@ async def open_core(
     """A `Core` over `state` reading through `fetcher` (the caller's: it carries the server,
     the token and the retry policy) into a block cache closed on exit.
 
+    From here on the fetcher sends the token only for the exclusive-access products of
+    `state`: a public product, which anyone sharing the mount may read, is fetched without it.
     Blocks live in `cache_dir/blocks`, shared by every process using the same directory.
     """
+    fetcher.limit_token_to(p.dataURI for p in state.available if p.is_exclusive)
     holder: list[Core] = []
 
     def changed(uri: str) -> None:

@@ -12,7 +12,9 @@ servers that ignore `Range`). The rules, learned from the peers' bug trackers:
   exponential backoff, honouring `Retry-After`, under an overall deadline; then `TransientError`.
 * The MAST token goes only to the MAST server's origin (scheme, host, port). Redirects are
   followed here, by hand, so the `Authorization` header can be dropped on a cross-host hop.
-  The token is never logged and `repr(Fetcher)` does not show it.
+  The token is never logged and `repr(Fetcher)` does not show it. Once `limit_token_to` has
+  named the products that need it (exclusive-access ones), only their requests carry it: a
+  public product read by another user of a shared mount goes out without the owner's token.
 
 The transport is the standard library's `http.client`, run in worker threads, over keep-alive
 connections shared by those threads. It replaced httpx (the project's first choice) on measured
@@ -36,7 +38,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -391,6 +393,8 @@ class Fetcher:
         self.server = server.rstrip("/")
         self._origin = _origin(self.server)
         self._token = token or None
+        # None: every request to the MAST origin carries the token (`limit_token_to`).
+        self._token_uris: frozenset[str] | None = None
         self.retry = retry or RetryPolicy()
         self._pool = _Pool(connect_timeout, timeout)
         self._counters_lock = threading.Lock()
@@ -407,6 +411,10 @@ class Fetcher:
     @property
     def has_token(self) -> bool:
         return self._token is not None
+
+    def limit_token_to(self, dataURIs: Iterable[str]) -> None:
+        """Send the token only with requests for these products from now on."""
+        self._token_uris = frozenset(dataURIs)
 
     def url_for(self, dataURI: str) -> str:
         return f"{self.server}{DOWNLOAD_PATH}?uri={urllib.parse.quote(dataURI, safe=':/')}"
@@ -569,7 +577,11 @@ class Fetcher:
         for _ in range(MAX_REDIRECTS + 1):
             origin = _origin(url)
             sent = dict(headers)
-            if self._token is not None and origin == self._origin:
+            if (
+                self._token is not None
+                and origin == self._origin
+                and (self._token_uris is None or dataURI in self._token_uris)
+            ):
                 sent["Authorization"] = f"token {self._token}"
             answer = self._request(origin, method, url, sent)
             location = answer.headers.get("location")

@@ -25,6 +25,7 @@ from mastfs import fetch
 from mastfs.cache import Block
 from mastfs.core import Core, OpenFile
 from mastfs.model import Product
+from mastfs.ownership import Ownership
 from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.state import Snapshot
 from mastfs.tree import ROOT_INODE, Entry
@@ -94,7 +95,9 @@ class MastOperations(pyfuse3.Operations):
     each inode (`_lookups`, so entries a re-selection removed stay answerable until the kernel
     forgets them: `_retired`); which version of each product the kernel's pages hold
     (`_page_versions`, so an open of another version drops them first); whether the kernel
-    takes readahead (`_can_store`).
+    takes readahead (`_can_store`); who owns what and may change the selection (`ownership`:
+    the kernel enforces its modes, with `default_permissions`; the handlers check the caller
+    again where it matters).
     """
 
     supports_dot_lookup = False
@@ -105,6 +108,7 @@ class MastOperations(pyfuse3.Operations):
         self,
         core: Core,
         spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         super().__init__()
         self.core = core
@@ -112,8 +116,7 @@ class MastOperations(pyfuse3.Operations):
         self._spawn = spawn
         self._handles: dict[int, _Handle] = {}
         self._next_fh = itertools.count(1)
-        self._uid = os.getuid()
-        self._gid = os.getgid()
+        self.ownership = ownership or Ownership.build(os.getuid(), os.getgid())
         self._lookups: dict[int, int] = {}
         self._page_versions: dict[int, str] = {}
         # Entries of earlier snapshots stay answerable while the kernel may still hold them.
@@ -134,25 +137,29 @@ class MastOperations(pyfuse3.Operations):
         attr.st_ino = cast(InodeT, entry.inode)
         attr.entry_timeout = ENTRY_TIMEOUT
         attr.attr_timeout = ENTRY_TIMEOUT
-        attr.st_uid = self._uid
-        attr.st_gid = self._gid
+        own = self.ownership
+        attr.st_uid = own.uid
+        attr.st_gid = own.gid
         attr.st_blksize = 1 << 17
         mtime = 0.0
         if entry.is_dir:
-            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFDIR | 0o555)
+            mode = own.directory(entry.inode == ROOT_INODE)
+            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFDIR | mode)
             attr.st_size = 0
             # A directory retired by a re-selection is unknown to the tree (nlink 0).
             attr.st_nlink = snap.tree.nlink(entry.inode) or 2
             mtime = snap.mtime
         elif entry.virtual is not None:
-            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
+            mode, attr.st_gid = own.view()
+            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | mode)
             attr.st_size = len(self.state.virtual_content(entry.virtual, snap))
             attr.st_nlink = 1
             attr.entry_timeout = attr.attr_timeout = 0
             mtime = snap.mtime
         else:
             product = cast(Product, entry.product)
-            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | 0o444)
+            mode, attr.st_gid = own.product(product.is_exclusive)
+            attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | mode)
             attr.st_size = product.size
             attr.st_nlink = max(1, snap.tree.nlink(entry.inode))
             mtime = product.mtime
@@ -239,6 +246,14 @@ class MastOperations(pyfuse3.Operations):
         entry = self._entry(inode)
         if entry.is_dir:
             raise FUSEError(errno.EISDIR)
+        private = (
+            self.ownership.private_views
+            if entry.virtual is not None
+            else cast(Product, entry.product).is_exclusive
+        )
+        # The kernel has checked the modes already; this holds even if they were wrong.
+        if private and not self.ownership.may_open_private(_caller(ctx, self.ownership)):
+            raise FUSEError(errno.EACCES)
         fh = next(self._next_fh)
         if entry.virtual is not None:
             snap = self.state.snapshot
@@ -283,12 +298,16 @@ class MastOperations(pyfuse3.Operations):
 
     # -- extended attributes ------------------------------------------------------------------
 
-    def _xattrs(self, entry: Entry) -> dict[str, str]:
+    def _xattrs(self, entry: Entry, caller: int) -> dict[str, str]:
         if entry.inode == ROOT_INODE:
             snap = self.state.snapshot
+            # Who is logged in is the owner's to know, as in the views.
+            shown = self.ownership.may_open_private(caller) or not self.ownership.private_views
             return {
                 XATTR_SELECTION.decode(): snap.selection.to_json(),
-                XATTR_SUMMARY.decode(): format_summary(snap.summary, self.state.user),
+                XATTR_SUMMARY.decode(): format_summary(
+                    snap.summary, self.state.user, show_user=shown
+                ),
                 XATTR_CACHE.decode(): json.dumps(self.core.stats(), sort_keys=True),
             }
         if entry.product is None:
@@ -297,7 +316,8 @@ class MastOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
-        return [name.encode() for name in self._xattrs(self._entry(inode))]
+        caller = _caller(ctx, self.ownership)
+        return [name.encode() for name in self._xattrs(self._entry(inode), caller)]
 
     async def getxattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         # `ls -l` asks every entry for security.selinux and POSIX ACLs. "Not supported" (not
@@ -305,11 +325,11 @@ class MastOperations(pyfuse3.Operations):
         # per device: one request per `ls` instead of two or three per entry.
         if not name.startswith(b"user."):
             raise FUSEError(errno.EOPNOTSUPP)
-        return await self._getxattr(inode, name)
+        return await self._getxattr(inode, name, _caller(ctx, self.ownership))
 
     @fuse_errors
-    async def _getxattr(self, inode: InodeT, name: bytes) -> bytes:
-        value = self._xattrs(self._entry(inode)).get(os.fsdecode(name))
+    async def _getxattr(self, inode: InodeT, name: bytes, caller: int) -> bytes:
+        value = self._xattrs(self._entry(inode), caller).get(os.fsdecode(name))
         if value is None:
             raise FUSEError(pyfuse3.ENOATTR)
         return value.encode()
@@ -320,20 +340,27 @@ class MastOperations(pyfuse3.Operations):
     ) -> None:
         if inode != ROOT_INODE or name != XATTR_SELECTION:
             raise FUSEError(errno.EROFS)
+        caller = _caller(ctx, self.ownership)
+        if not self.ownership.may_change_selection(caller):
+            log.warning("refused a selection change by uid %d (not the mount's owner)", caller)
+            raise FUSEError(errno.EPERM)
         try:
-            selection = Selection.from_json(value.decode())
-        except (SelectionError, ValueError, UnicodeDecodeError):
+            # Compiling the regexes is selection work too: not on the trio thread.
+            selection = await trio.to_thread.run_sync(Selection.from_json, value.decode())
+            await self.reselect(selection)
+        except (SelectionError, ValueError, UnicodeDecodeError) as exc:
+            log.warning("refused a selection: %s", exc)
             raise FUSEError(errno.EINVAL) from None
-        await self.reselect(selection)
 
     async def reselect(self, selection: Selection) -> Snapshot:
         old, new = await self.core.reselect(selection)
-        for inode in old.tree.inodes():
-            if new.tree.entry(inode) is None and self._lookups.get(inode):
+        # Comparing the trees walks every entry: in a worker thread, like building them.
+        gone, stale = await trio.to_thread.run_sync(_differences, old, new)
+        for inode in gone:
+            if self._lookups.get(inode):
                 entry = old.tree.entry(inode)
                 if entry is not None:
                     self._retired[inode] = entry
-        stale = _changed_entries(old, new)
         log.info(
             "selection changed: %s (%d directory entries invalidated)",
             format_summary(new.summary),
@@ -414,6 +441,18 @@ class MastOperations(pyfuse3.Operations):
         data.f_ffree = data.f_favail = 0
         data.f_namemax = 255
         return data
+
+
+def _caller(ctx: pyfuse3.RequestContext | None, ownership: Ownership) -> int:
+    """The uid of the process a request comes from; without a kernel (in-process callers and
+    tests pass no context), the mounting user."""
+    return ownership.mounter if ctx is None else int(ctx.uid)
+
+
+def _differences(old: Snapshot, new: Snapshot) -> tuple[list[int], list[tuple[int, str]]]:
+    """Inodes of `old` that `new` lacks, and `_changed_entries`."""
+    gone = [inode for inode in old.tree.inodes() if new.tree.entry(inode) is None]
+    return gone, _changed_entries(old, new)
 
 
 def _changed_entries(old: Snapshot, new: Snapshot) -> list[tuple[int, str]]:

@@ -1,4 +1,4 @@
-"""Translate the JavaScript regular expressions of the MAST download overlay to Python's `re`.
+"""Translate the JavaScript regular expressions of the MAST download overlay to Python.
 
 The Portal's download overlay filters files with JavaScript-style regular expressions, so
 `--regex` takes the same syntax and must select the same files. Python's `re` differs from
@@ -25,10 +25,18 @@ through:
 Flags: `i`, `m`, `s`, `u`; `g` and `d` are accepted and have no effect on whether a name
 matches; `y` anchors at the start (a fresh RegExp's `lastIndex` is 0); `v` is refused.
 
+The translation is in `re` syntax and compiled with the `regex` package (VERSION0, which reads
+that syntax as `re` does) for what `re` lacks: matching that gives up after a time limit
+(`search(name, timeout=...)`, used by `selection`) and releases the GIL meanwhile, and
+variable-width lookbehind as JavaScript has it. A hostile pattern cannot hang its caller:
+backtracking is bounded by that timeout, and compiling, which nothing can interrupt, by
+refusing patterns longer than `MAX_PATTERN_LENGTH` or whose counted repeats would expand past
+`MAX_COMPLEXITY` (`((a{1000}){1000}){1000}`).
+
 Known remaining differences, all outside MAST's ASCII file names: Unicode case folding under
 `i` (Python lets `[a-z]` match U+017F and U+212A), `.` counts code points where JavaScript
 without `u` counts UTF-16 units, captures inside a quantified group are not reset between
-iterations, `\\p{...}` is not supported, and lookbehind must be fixed-width in Python.
+iterations, and `\\p{...}` is not supported.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
+from typing import Any
+
+import regex
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,11 @@ _HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _OCTAL = re.compile(r"[0-3][0-7]{0,2}|[4-7][0-7]?")
 _VALID_FLAGS = frozenset("gimsuyd")
+# `regex` compiles in time (and memory) that grows with the translated pattern, counted repeats
+# written out: nested counts multiply. Compiling cannot be interrupted, so what would take more
+# than a fraction of a second is refused before it starts; file-name filters need far less.
+MAX_COMPLEXITY = 50_000
+MAX_PATTERN_LENGTH = 1_000
 
 
 class JsRegexError(ValueError):
@@ -184,6 +200,10 @@ class _Translator:
         # (kind, group number) for each open parenthesis; kind decides what may be quantified.
         self.stack: list[tuple[str, int]] = []
         self.quantifiable = False
+        # What compiling will cost (see `MAX_COMPLEXITY`): the translated text, with every
+        # repeated atom counted as often as `regex` writes it out. One total per open group.
+        self.costs: list[int] = [0]
+        self.last_cost = 0
 
     def error(self, message: str) -> JsRegexError:
         return JsRegexError(f"{message} at position {self.i}")
@@ -198,9 +218,15 @@ class _Translator:
             raise self.error("missing )")
         return "".join(self.out)
 
-    def emit(self, text: str, quantifiable: bool) -> None:
+    @property
+    def cost(self) -> int:
+        return self.costs[0]
+
+    def emit(self, text: str, quantifiable: bool, cost: int | None = None) -> None:
         self.out.append(text)
         self.quantifiable = quantifiable
+        self.last_cost = len(text) if cost is None else cost
+        self.costs[-1] += self.last_cost
 
     def step(self) -> None:
         c = self.p[self.i]
@@ -227,14 +253,16 @@ class _Translator:
             self.i += 1
             self.emit("(?s:.)" if self.dotall else f"[^{_LINE_TERMINATORS}]", True)
         elif c in "*+?":
-            self.quantifier(c, 1)
+            self.quantifier(c, 1, 2 if c == "+" else 1)
         elif c == "{":
             m = _QUANTIFIER.match(self.p, self.i)
             if m:
                 lo, comma, hi = m.group(1), m.group(2), m.group(3)
                 if hi and int(hi) < int(lo):
                     raise self.error("numbers out of order in {} quantifier")
-                self.quantifier(f"{{{int(lo)}{comma or ''}{int(hi) if hi else ''}}}", len(m[0]))
+                copies = int(hi) if hi else int(lo) + (1 if comma else 0)
+                text = f"{{{int(lo)}{comma or ''}{int(hi) if hi else ''}}}"
+                self.quantifier(text, len(m[0]), copies)
             elif self.unicode:
                 raise self.error("lone quantifier brackets")
             else:
@@ -249,9 +277,14 @@ class _Translator:
             self.i += 1
             self.emit(_esc(ord(c)), True)
 
-    def quantifier(self, text: str, length: int) -> None:
+    def quantifier(self, text: str, length: int, copies: int) -> None:
         if not self.quantifiable:
             raise self.error("nothing to repeat")
+        # `regex` expands a counted repeat into copies of its atom when compiling: nested
+        # counts multiply (`((a{1000}){1000}){1000}` would take minutes and gigabytes).
+        self.costs[-1] += self.last_cost * (max(copies, 1) - 1)
+        if self.costs[-1] > MAX_COMPLEXITY:
+            raise self.error(_too_complex(self.costs[-1]))
         self.i += length
         if self.peek() == "?":
             self.i += 1
@@ -264,19 +297,19 @@ class _Translator:
             self.i += 1
             self.next_group += 1
             self.stack.append(("capture", self.next_group))
-            self.emit("(", False)
+            self.open_cost("(")
         elif rest.startswith("?:"):
             self.i += 3
             self.stack.append(("group", 0))
-            self.emit("(?:", False)
+            self.open_cost("(?:")
         elif rest.startswith(("?=", "?!")):
             self.i += 3
             self.stack.append(("lookahead", 0))
-            self.emit("(" + rest[:2], False)
+            self.open_cost("(" + rest[:2])
         elif rest in ("?<=", "?<!"):
             self.i += 4
             self.stack.append(("lookbehind", 0))
-            self.emit("(" + rest, False)
+            self.open_cost("(" + rest)
         elif rest.startswith("?<"):
             close = self.p.find(">", self.i)
             if close < 0:
@@ -284,9 +317,13 @@ class _Translator:
             self.i = close + 1
             self.next_group += 1
             self.stack.append(("capture", self.next_group))
-            self.emit("(", False)
+            self.open_cost("(")
         else:
             raise self.error("invalid group")
+
+    def open_cost(self, text: str) -> None:
+        self.costs.append(0)
+        self.emit(text, False)
 
     def close_group(self) -> None:
         if not self.stack:
@@ -296,7 +333,8 @@ class _Translator:
         if kind == "capture":
             self.closed.add(number)
         quantifiable = kind in ("capture", "group") or (kind == "lookahead" and not self.unicode)
-        self.emit(")", quantifiable)
+        # A quantifier after `)` repeats the whole group.
+        self.emit(")", quantifiable, cost=self.costs.pop() + 1)
 
     def backreference(self, number: int) -> None:
         if number in self.closed:
@@ -471,23 +509,55 @@ class _Translator:
             self.emit(_class(ranges, negate), True)
 
 
-def translate(pattern: str, flags: str = "") -> tuple[str, int]:
-    """The Python pattern and `re` flags equivalent to JavaScript `new RegExp(pattern, flags)`."""
+def _too_complex(cost: int) -> str:
+    return (
+        f"pattern too complex: it expands to {cost:,} characters when compiled "
+        f"(limit {MAX_COMPLEXITY:,}); use fewer or smaller repetitions"
+    )
+
+
+def _translate(pattern: str, flags: str) -> tuple[str, int, int]:
     _check_flags(flags)
-    body = _Translator(pattern, flags).translate()
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise JsRegexError(
+            f"pattern is {len(pattern):,} characters long (limit {MAX_PATTERN_LENGTH:,})"
+        )
+    translator = _Translator(pattern, flags)
+    body = translator.translate()
+    if translator.cost > MAX_COMPLEXITY:
+        raise JsRegexError(_too_complex(translator.cost))
     if "y" in flags:
         body = f"\\A(?:{body})"
-    return body, re.IGNORECASE if "i" in flags else 0
+    return body, re.IGNORECASE if "i" in flags else 0, translator.cost
+
+
+def translate(pattern: str, flags: str = "") -> tuple[str, int]:
+    """The Python pattern and `re` flags equivalent to JavaScript `new RegExp(pattern, flags)`."""
+    body, re_flags, _ = _translate(pattern, flags)
+    return body, re_flags
 
 
 @lru_cache(maxsize=256)
-def compile_js(source: str) -> re.Pattern[str]:
-    """Compile `pattern` or `/pattern/flags`; `.search()` answers JavaScript's `test()`."""
+def _translated(source: str) -> tuple[str, int, int]:
     pattern, flags = parse_literal(source)
-    body, re_flags = translate(pattern, flags)
+    return _translate(pattern, flags)
+
+
+def complexity(source: str) -> int:
+    """What compiling `pattern` or `/pattern/flags` costs, in the units of `MAX_COMPLEXITY`;
+    a selection keeps the sum of its patterns' under that limit too."""
+    return _translated(source)[2]
+
+
+@lru_cache(maxsize=256)
+def compile_js(source: str) -> Any:
+    """Compile `pattern` or `/pattern/flags` with `regex`; `.search(name, timeout=SECONDS)`
+    answers JavaScript's `test()`, and raises `TimeoutError` past the time given."""
+    body, re_flags, _ = _translated(source)
+    flags = regex.VERSION0 | (regex.IGNORECASE if re_flags & re.IGNORECASE else 0)
     try:
-        return re.compile(body, re_flags)
-    except re.error as exc:
+        return regex.compile(body, flags)
+    except regex.error as exc:
         raise JsRegexError(exc.msg) from exc
     except (OverflowError, RecursionError) as exc:
         raise JsRegexError(str(exc) or "pattern too complex") from exc

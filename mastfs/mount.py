@@ -25,8 +25,9 @@ from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
+from mastfs.ownership import Ownership
 from mastfs.private import PrivacyError
-from mastfs.selection import Selection, format_summary
+from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.session import Progress, SessionError, open_session
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class MountOptions:
     readahead_kb: int = DEFAULT_READAHEAD_KB
     metadata_ttl: float = DEFAULT_METADATA_TTL
     allow_other: bool = False
+    # Owner and modes of the entries (`--uid/--gid/--umask/...`); None: the mounting user's.
+    ownership: Ownership | None = None
     timeout: float = 60.0
     debug: bool = False
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
@@ -116,7 +119,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 reporter=reporter,
                 fetcher=fetcher,
             )
-        except SessionError as exc:
+        except (SessionError, SelectionError) as exc:
             raise MountError(str(exc)) from exc
         state, user, result = session.state, session.user, session.result
         # Rendered now, so the first listing of the root does not wait for it (~50 ms for
@@ -145,14 +148,19 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
 
         # The FUSE front end: it drops the kernel's pages of a product whose content changed
         # and takes readahead into them.
-        ops = MastOperations(core, spawn=spawn)
+        ownership = opts.ownership or Ownership.build(
+            os.getuid(), os.getgid(), private_views=bool(opts.token)
+        )
+        ops = MastOperations(core, spawn=spawn, ownership=ownership)
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and
         # `mastfs select` works by setting `user.mastfs.selection` on the root. Every
         # operation that would write answers EROFS in fs.py instead.
         options |= {"fsname=mastfs", "subtype=mastfs", "noatime"}
-        options.discard("default_permissions")
+        # The kernel enforces the entries' owners and modes (`ownership.py`): with
+        # `allow_other`, another user must not read the owner's exclusive-access files.
+        options.add("default_permissions")
         if opts.allow_other:
             options.add("allow_other")
         if opts.debug and os.environ.get("MASTFS_FUSE_DEBUG"):

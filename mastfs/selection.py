@@ -21,6 +21,10 @@ the kinds are AND-ed:
 - `regex` / `exclude_regex`: JavaScript regular expressions as the overlay takes them (plain or
   `/pattern/flags`, see `mastfs.jsregex`), searched in `productFilename`, the name the overlay's
   preview shows and matches; a file is kept when any `regex` matches and no `exclude_regex` does.
+  A pattern is a user's input, even another user's through a shared mount: compiling is bounded
+  (`jsregex.MAX_COMPLEXITY` for all of a selection's patterns together, at most
+  `MAX_PATTERNS` of them), and all the matching of one `select` (or `unmatched_values`) shares
+  one time budget, `MATCH_BUDGET` seconds: past it `RegexTooSlow` is raised, never a hang.
 - `public_only`: drop EXCLUSIVE_ACCESS products.
 
 Unknown quick selections, levels and categories raise `SelectionError`, whose message names the
@@ -33,11 +37,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mastfs.jsregex import JsRegexError, compile_js
+from mastfs.jsregex import MAX_COMPLEXITY, JsRegexError, compile_js, complexity
 from mastfs.model import Product, User
 
 log = logging.getLogger(__name__)
@@ -58,8 +63,19 @@ _JWST_GUIDE_STAR = re.compile(r"_gs-[a-z0-9]+", re.IGNORECASE)
 _LEVEL_PREFIX = re.compile(r"^(?:level|l)[\s_-]*(?=\d)")
 
 
+# Seconds of regex matching one selection may take, over all its file names (a few
+# milliseconds is usual; a catastrophic pattern such as /^(\w|\w)*$/ is stopped here).
+MATCH_BUDGET = 1.0
+# Regexes in one selection (`regex` and `exclude_regex` together).
+MAX_PATTERNS = 32
+
+
 class SelectionError(ValueError):
     """A selection value that does not exist; the message lists the valid ones."""
+
+
+class RegexTooSlow(SelectionError):
+    """Matching the selection's regexes took longer than the budget; the message names one."""
 
 
 def _jwst(p: Product) -> bool:
@@ -174,11 +190,47 @@ def _normalise_extension(value: str) -> str:
     return v.lstrip(".")
 
 
-def _compile(source: str, option: str) -> re.Pattern[str]:
+def _compile(source: str, option: str) -> Any:
     try:
         return compile_js(source)
     except JsRegexError as exc:
         raise SelectionError(f"invalid {option} {source!r}: {exc}") from exc
+
+
+def _check_patterns(labelled: Sequence[tuple[str, str]]) -> None:
+    """Bound what compiling all of a selection's (option, pattern) pairs may cost."""
+    if len(labelled) > MAX_PATTERNS:
+        raise SelectionError(f"too many regexes: {len(labelled)} (limit {MAX_PATTERNS})")
+    total = 0
+    for option, source in labelled:
+        try:
+            total += complexity(source)
+        except JsRegexError as exc:
+            raise SelectionError(f"invalid {option} {source!r}: {exc}") from exc
+    if total > MAX_COMPLEXITY:
+        raise SelectionError(
+            f"regexes too complex together: they expand to {total:,} characters when "
+            f"compiled (limit {MAX_COMPLEXITY:,})"
+        )
+
+
+def _deadline(budget: float) -> float:
+    return time.monotonic() + budget
+
+
+def _search(pattern: Any, option: str, source: str, name: str, deadline: float) -> bool:
+    """Whether `pattern` is found in `name`; `RegexTooSlow` once `deadline` has passed."""
+    remaining = deadline - time.monotonic()
+    try:
+        if remaining <= 0:
+            raise TimeoutError
+        # `regex` gives up after `timeout` seconds, releasing the GIL while it matches.
+        return pattern.search(name, timeout=remaining) is not None
+    except TimeoutError:
+        raise RegexTooSlow(
+            f"{option} {source!r} takes too long to match file names (more than "
+            f"{MATCH_BUDGET:g} s); simplify it"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -194,12 +246,8 @@ class Selection:
     regex: tuple[str, ...] = ()
     exclude_regex: tuple[str, ...] = ()
     public_only: bool = False
-    _patterns: tuple[re.Pattern[str], ...] = field(
-        default=(), init=False, repr=False, compare=False
-    )
-    _exclude_patterns: tuple[re.Pattern[str], ...] = field(
-        default=(), init=False, repr=False, compare=False
-    )
+    _patterns: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
+    _exclude_patterns: tuple[Any, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         def put(name: str, value: object) -> None:
@@ -218,6 +266,9 @@ class Selection:
         put("extensions", frozenset(e for e in exts if e))
         put("regex", values("regex"))
         put("exclude_regex", values("exclude_regex"))
+        _check_patterns(
+            [("regex", r) for r in self.regex] + [("exclude regex", r) for r in self.exclude_regex]
+        )
         put("_patterns", tuple(_compile(r, "regex") for r in self.regex))
         put("_exclude_patterns", tuple(_compile(r, "exclude regex") for r in self.exclude_regex))
 
@@ -322,7 +373,17 @@ class Selection:
             parts.append("public only")
         return "; ".join(parts)
 
-    def matches(self, p: Product) -> bool:
+    def matches(self, p: Product, deadline: float | None = None) -> bool:
+        """Whether the selection keeps `p`; its regexes may match until `deadline`
+        (`time.monotonic()`; default `MATCH_BUDGET` from now), then `RegexTooSlow`."""
+        if not self._filters_match(p):
+            return False
+        if deadline is None:
+            deadline = _deadline(MATCH_BUDGET)
+        return self._name_matches(p.productFilename, deadline)
+
+    def _filters_match(self, p: Product) -> bool:
+        """Every filter but the regexes."""
         if is_guide_star(p):
             if not self.guide_stars:
                 return False
@@ -338,19 +399,42 @@ class Selection:
             return False
         if self.categories and p.productType.upper() not in self.categories:
             return False
-        if self.extensions and not any(
+        return not self.extensions or any(
             _extension_matches(e, p.productFilename) for e in self.extensions
+        )
+
+    def _name_matches(self, name: str, deadline: float) -> bool:
+        if self._patterns and not any(
+            _search(r, "regex", s, name, deadline)
+            for s, r in zip(self.regex, self._patterns, strict=True)
         ):
             return False
-        name = p.productFilename
-        if self._patterns and not any(r.search(name) for r in self._patterns):
-            return False
-        return not any(r.search(name) for r in self._exclude_patterns)
+        return not any(
+            _search(r, "exclude regex", s, name, deadline)
+            for s, r in zip(self.exclude_regex, self._exclude_patterns, strict=True)
+        )
 
 
-def select(products: Sequence[Product], sel: Selection) -> list[Product]:
-    """The rows `sel` keeps, in input order (duplicate rows are kept; the tree links them)."""
-    return [p for p in products if sel.matches(p)]
+def select(
+    products: Sequence[Product], sel: Selection, budget: float = MATCH_BUDGET
+) -> list[Product]:
+    """The rows `sel` keeps, in input order (duplicate rows are kept; the tree links them).
+
+    All regex matching shares `budget` seconds (`RegexTooSlow` past it); each distinct file
+    name is matched once.
+    """
+    if not sel.regex and not sel.exclude_regex:
+        return [p for p in products if sel._filters_match(p)]
+    deadline = _deadline(budget)
+    verdicts: dict[str, bool] = {}
+
+    def name_matches(name: str) -> bool:
+        verdict = verdicts.get(name)
+        if verdict is None:
+            verdict = verdicts[name] = sel._name_matches(name, deadline)
+        return verdict
+
+    return [p for p in products if sel._filters_match(p) and name_matches(p.productFilename)]
 
 
 def unique_products(products: Iterable[Product]) -> list[Product]:
@@ -361,17 +445,19 @@ def unique_products(products: Iterable[Product]) -> list[Product]:
     return list(seen.values())
 
 
-def unmatched_values(products: Sequence[Product], sel: Selection) -> list[str]:
+def unmatched_values(
+    products: Sequence[Product], sel: Selection, budget: float = MATCH_BUDGET
+) -> list[str]:
     """Filter values that match none of `products` on their own, e.g. `group 'CALL'`.
 
     Each value is tried alone against every product, so a typo is reported even when the
-    other filters would have removed its matches anyway.
+    other filters would have removed its matches anyway. Regexes share `budget` seconds.
     """
     out: list[str] = []
     levels = {product_level(p) for p in products}
     groups = {_group_of(p) for p in products}
     categories = {p.productType.upper() for p in products}
-    names = [p.productFilename for p in products]
+    names = list(dict.fromkeys(p.productFilename for p in products))
     for w in sorted(sel.levels):
         if not any(_level_matches(w, lv) for lv in levels):
             out.append(f"level {w!r}")
@@ -380,12 +466,13 @@ def unmatched_values(products: Sequence[Product], sel: Selection) -> list[str]:
     for e in sorted(sel.extensions):
         if not any(_extension_matches(e, n) for n in names):
             out.append(f"extension {e!r}")
+    deadline = _deadline(budget)
     for label, sources, pats in (
         ("regex", sel.regex, sel._patterns),
         ("exclude regex", sel.exclude_regex, sel._exclude_patterns),
     ):
         for source, pat in zip(sources, pats, strict=True):
-            if not any(pat.search(n) for n in names):
+            if not any(_search(pat, label, source, n, deadline) for n in names):
                 out.append(f"{label} {source!r}")
     if sel.guide_stars and not any(is_guide_star(p) for p in products):
         out.append("guide stars")
@@ -438,8 +525,9 @@ def format_bytes(n: int) -> str:
     return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
-def format_summary(summary: Summary, user: User | None = None) -> str:
-    """`12 of 40 files selected (1.2 GB of 9.8 GB)`, plus a warning about unreadable files."""
+def format_summary(summary: Summary, user: User | None = None, show_user: bool = True) -> str:
+    """`12 of 40 files selected (1.2 GB of 9.8 GB)`, plus a warning about unreadable files;
+    `show_user=False` leaves the logged-in user's name out (for other users of a mount)."""
     noun = "file" if summary.available_files == 1 else "files"
     text = (
         f"{summary.selected_files} of {summary.available_files} {noun} selected "
@@ -448,11 +536,10 @@ def format_summary(summary: Summary, user: User | None = None) -> str:
     if summary.unreadable_files:
         n = summary.unreadable_files
         noun, verb = ("file", "is") if n == 1 else ("files", "are")
-        who = (
-            f"by user {user.display_name}"
-            if user is not None
-            else "without an authorized MAST token"
-        )
+        if user is None:
+            who = "without an authorized MAST token"
+        else:
+            who = f"by user {user.display_name}" if show_user else "by this mount's MAST login"
         text += (
             f"; {n} exclusive-access {noun} ({format_bytes(summary.unreadable_bytes)}) "
             f"{verb} not readable {who}"
