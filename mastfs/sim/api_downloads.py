@@ -232,7 +232,8 @@ def send_lie(
 
     The body is built in memory: lies are for tests, on files of a few MiB.
     """
-    body = bytes(f.read(start, end - start)) if method == "GET" or lie.content_encoding else b""
+    with_body = method != "HEAD"
+    body = bytes(f.read(start, end - start)) if with_body or lie.content_encoding else b""
     declared = end - start
     if lie.content_encoding == "gzip":
         encoded = gzip.compress(body, compresslevel=1, mtime=0)

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from mastfs.fetch import BadResponse, Fetcher, RemoteInfo, RetryPolicy, TransientError
+from mastfs.fetch import (
+    BadResponse,
+    ContentChanged,
+    Fetcher,
+    RemoteInfo,
+    RetryPolicy,
+    TransientError,
+)
 from tests.support.sim import Canned, MiB, Sim, canned
 
 # Few, quick retries: a lie that never stops costs `attempts` requests, counted below.
@@ -34,7 +41,7 @@ def fetcher(sim: Sim) -> Iterator[Fetcher]:
 
 
 def small_file(sim: Sim) -> Any:
-    return sim.pick(min_size=256 * 1024, max_size=4 * MiB, unaligned=True)
+    return sim.pick(min_size=MiB, max_size=4 * MiB, unaligned=True)
 
 
 def faults_injected(sim: Sim) -> int:
@@ -160,30 +167,41 @@ class Sink:
         self.infos.append(info)
 
 
-@pytest.mark.parametrize(
-    "knobs",
-    [
-        pytest.param({"short_body": 1000}, id="short"),
-        pytest.param({"short_body": 1000, "framing": "close"}, id="short, until close"),
-        pytest.param({"wrong_length": 1000}, id="Content-Length above the body"),
-    ],
-)
 async def test_a_short_whole_body_is_retried_and_only_true_bytes_are_delivered(
-    sim: Sim, fetcher: Fetcher, knobs: dict[str, Any]
+    sim: Sim, fetcher: Fetcher
 ) -> None:
     f = small_file(sim)
-    sim.faults(scope=f.uri, ignore_range=True, **knobs)
+    sim.faults(scope=f.uri, ignore_range=True, short_body=1000)
     sink = Sink()
-    with pytest.raises((TransientError, BadResponse)):
+    with pytest.raises(TransientError):
         await fetcher.get_whole(f.uri, sink)
-    assert bytes(sink.data) == sim.expected(f.uri, 0, len(sink.data))
-    assert len(sink.data) < f.size
+    assert sim.gets(f.uri) == ATTEMPTS
+    assert bytes(sink.data) == sim.expected(f.uri, 0, f.size - 1000)
     # One lie only: the retry completes the file, every byte once.
-    sim.faults(scope=f.uri, ignore_range=True, max_faults=1, **knobs)
+    sim.faults(scope=f.uri, ignore_range=True, short_body=1000, max_faults=1)
     sink = Sink()
     info = await fetcher.get_whole(f.uri, sink)
     assert bytes(sink.data) == sim.expected(f.uri, 0, f.size)
     assert info.size == f.size and faults_injected(sim) == 1
+
+
+async def test_a_whole_body_short_of_an_inflated_length_ends_as_changed_contents(
+    sim: Sim, fetcher: Fetcher
+) -> None:
+    f = small_file(sim)
+    # Content-Length 1000 bytes above the file: every true byte arrives, then the connection
+    # ends; the size the answer claimed is never reached, so it is never confirmed.
+    sim.faults(scope=f.uri, ignore_range=True, wrong_length=1000)
+    sink = Sink()
+    with pytest.raises(TransientError):
+        await fetcher.get_whole(f.uri, sink)
+    assert bytes(sink.data) == sim.expected(f.uri, 0, f.size)
+    # Lying once: the honest retry's size differs from the first answer's, which the caller
+    # (the cache) hears as new contents, dropping what it took from the lie.
+    sim.faults(scope=f.uri, ignore_range=True, wrong_length=1000, max_faults=1)
+    with pytest.raises(ContentChanged) as caught:
+        await fetcher.get_whole(f.uri, Sink())
+    assert caught.value.info.size == f.size
 
 
 @pytest.mark.parametrize(
@@ -245,6 +263,7 @@ async def test_a_coded_head_is_refused(sim: Sim, fetcher: Fetcher) -> None:
     sim.faults(scope=f.uri, content_encoding="gzip")
     with pytest.raises(BadResponse, match="Content-Encoding"):
         await fetcher.head(f.uri)
+    sim.clear_faults()
     # A HEAD has no body to cut: body lies leave it alone, and are not used up by it.
     sim.faults(scope=f.uri, short_body=10, max_faults=1)
     info = await fetcher.head(f.uri)
@@ -367,6 +386,12 @@ class Smuggler:
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
     def _connection(self, conn: socket.socket) -> None:
+        try:
+            self._exchanges(conn)
+        except OSError:
+            pass  # the client dropped the connection (with the forged answer unread: a reset)
+
+    def _exchanges(self, conn: socket.socket) -> None:
         first = self.connections == 1
         with conn:
             buffered = b""

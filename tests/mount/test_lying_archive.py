@@ -38,11 +38,14 @@ def small_products(count: int) -> list[dict]:
 def test_an_honest_remount_serves_none_of_the_lies(sim: Sim, tmp_path: Path) -> None:
     cleanup_stale_mounts()
     cache = tmp_path / "cache"
-    coded, short, whole = small_products(3)
+    coded, under, short, whole = small_products(4)
     args = ["--program", "2734", "--timeout", "3"]
     lies = [
         # gzip bodies, whole files: what issue 12 saw served and cached as the product.
         (coded, {"ignore_range": True, "content_encoding": "gzip"}),
+        # gzip bodies under the identity Content-Length: once, whole blocks of gzip bytes were
+        # kept under the true ETag and size, so an honest remount served them.
+        (under, {"ignore_range": True, "content_encoding": "gzip", "encoded_length": False}),
         # Every range body ends early.
         (short, {"short_body": 4096}),
         # Whole-file bodies shorter than their Content-Length.
@@ -50,6 +53,7 @@ def test_an_honest_remount_serves_none_of_the_lies(sim: Sim, tmp_path: Path) -> 
     ]
     with mounted(tmp_path / "lying", args, cache, server=sim.url) as m:
         for row, knobs in lies:
+            sim.clear_faults()
             sim.faults(scope=row["dataURI"], **knobs)
             with pytest.raises(OSError) as caught:
                 reads.read_bytes(nested_path(m.path, row))
@@ -62,5 +66,7 @@ def test_an_honest_remount_serves_none_of_the_lies(sim: Sim, tmp_path: Path) -> 
         for row, _ in lies:
             uri, size = row["dataURI"], int(row["size"])
             assert reads.read_bytes(nested_path(m.path, row)) == sim.expected(uri, 0, size)
-            # Read from the honest archive, not from what the lying one left behind.
-            assert sim.sent(uri) >= size
+            if row is not whole:
+                # Read from the honest archive, not from what the lying one left behind.
+                assert sim.sent(uri) >= size
+            # (A whole body cut short left whole blocks of true bytes, which may be kept.)
