@@ -430,3 +430,15 @@ async def test_an_answer_smuggled_onto_a_kept_alive_connection_is_never_read() -
         server.close()
     assert data == file[100:200]
     assert server.connections == 2
+
+
+async def test_a_206_of_another_total_size_is_changed_contents_before_its_body() -> None:
+    answer = Canned(206, {"Content-Range": "bytes 0-99/2000", "Content-Length": "100"}, BODY)
+    with canned(lambda request: answer) as server:
+        fetcher = Fetcher(server.url, None, RETRY)
+        try:
+            with pytest.raises(ContentChanged) as caught:
+                await fetcher.get_range(URI, 0, 100, expected=RemoteInfo(1000, None, None))
+        finally:
+            fetcher.close()
+    assert caught.value.info.size == 2000 and server.calls == 1
