@@ -428,6 +428,10 @@ class _Answer:
     def close(self) -> None:
         """Drop the connection (an error, or a body we will not read)."""
         connection, self._connection = self._connection, None
+        # The response holds the socket too (http.client hands it over when the server said
+        # `Connection: close`): closed here, not whenever the collector gets to it, so the
+        # server sees the connection end now.
+        self.response.close()
         if connection is not None:
             connection.close()
 
