@@ -8,13 +8,20 @@ servers that ignore `Range`). The rules, learned from the peers' bug trackers:
 * A `200` to a range request means the server ignores `Range`: `RangeIgnored` (carrying the size
   and ETag of the whole body) tells the cache to stream the file once with `get_whole` instead of
   downloading it again for every block.
+* Bodies are the stored bytes, exactly: only the `identity` content coding is accepted (mastfs
+  asks for it; a compressed answer is a `BadResponse`, never decoded into a guess), a body is
+  delimited by `Content-Length` or by chunks, never both, and one shorter or longer than
+  promised is retried. Bytes a server sends beyond an answer are never read as the next answer:
+  a connection with anything waiting on it is closed, not reused.
 * 5xx, 408, 429, connection resets, timeouts and truncated bodies are retried with jittered
   exponential backoff, honouring `Retry-After`, under an overall deadline; then `TransientError`.
-* The MAST token goes only to the MAST server's origin (scheme, host, port). Redirects are
-  followed here, by hand, so the `Authorization` header can be dropped on a cross-host hop.
-  The token is never logged and `repr(Fetcher)` does not show it. Once `limit_token_to` has
-  named the products that need it (exclusive-access ones), only their requests carry it: a
-  public product read by another user of a shared mount goes out without the owner's token.
+* The MAST token goes only to the MAST server's origin (scheme, host, port): never to another
+  host or port, never over `http` when the server is `https`. Redirects are followed here, by
+  hand; once a chain of redirects has left the server's origin the token is not sent again in
+  it, not even to the server's own origin, since the foreign hop chose that URL. The token is
+  never logged and `repr(Fetcher)` does not show it. Once `limit_token_to` has named the
+  products that need it (exclusive-access ones), only their requests carry it: a public
+  product read by another user of a shared mount goes out without the owner's token.
 
 The transport is the standard library's `http.client`, run in worker threads, over keep-alive
 connections shared by those threads. It replaced httpx (the project's first choice) on measured
@@ -217,6 +224,27 @@ def _content_length(headers: email.message.Message) -> int | None:
     return int(value)
 
 
+def _check_body_headers(headers: email.message.Message, what: str) -> None:
+    """`BadResponse` unless the body is the stored bytes, delimited one way.
+
+    A coded body (gzip, ...) is not the product's bytes and its length is not the product's: it
+    is refused rather than decoded (mastfs sends `Accept-Encoding: identity`, so only a broken
+    server or middlebox codes it). `Transfer-Encoding` other than plain `chunked` is framing
+    http.client would not undo, and one beside `Content-Length` is ambiguous (RFC 9112 6.3).
+    """
+    codings = [
+        c.strip().lower() for c in ",".join(headers.get_all("content-encoding", [])).split(",")
+    ]
+    if any(c not in ("", "identity") for c in codings):
+        raise BadResponse(f"{what}: Content-Encoding {', '.join(filter(None, codings))!r} refused")
+    transfer = headers.get_all("transfer-encoding", [])
+    if transfer:
+        if [t.strip().lower() for t in transfer] != ["chunked"]:
+            raise BadResponse(f"{what}: Transfer-Encoding {', '.join(transfer)!r} refused")
+        if headers.get("content-length") is not None:
+            raise BadResponse(f"{what}: both Transfer-Encoding and Content-Length")
+
+
 class _ConnectFailed(_Retryable):
     """Internal: no connection could be made (refused, unreachable, timed out)."""
 
@@ -225,21 +253,27 @@ class _Connection:
     """One keep-alive connection to an origin, possibly through an HTTP proxy."""
 
     def __init__(
-        self, origin: Origin, proxy: Origin | None, connect_timeout: float, read_timeout: float
+        self,
+        origin: Origin,
+        proxy: Origin | None,
+        connect_timeout: float,
+        read_timeout: float,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         scheme, host, port = origin
         self.origin = origin
         # Through a proxy, plain HTTP asks for absolute URLs; HTTPS tunnels with CONNECT.
         self.absolute = proxy is not None and scheme == "http"
-        conn_class = (
-            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        )
-        if proxy is None:
-            self.conn = conn_class(host, port, timeout=connect_timeout)
+        address = (host, port) if proxy is None else (proxy[1], proxy[2])
+        self.conn: http.client.HTTPConnection
+        if scheme == "https":
+            self.conn = http.client.HTTPSConnection(
+                *address, timeout=connect_timeout, context=context
+            )
         else:
-            self.conn = conn_class(proxy[1], proxy[2], timeout=connect_timeout)
-            if scheme == "https":
-                self.conn.set_tunnel(host, port)
+            self.conn = http.client.HTTPConnection(*address, timeout=connect_timeout)
+        if proxy is not None and scheme == "https":
+            self.conn.set_tunnel(host, port)
         self._read_timeout = read_timeout
 
     def request(self, method: str, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
@@ -264,6 +298,26 @@ class _Connection:
         self.conn.request(method, target, headers=headers)
         return self.conn.getresponse()
 
+    def quiet(self) -> bool:
+        """True if nothing waits on the idle connection: no end of stream, and no bytes the
+        server sent beyond its last answer, which must never be read as the next answer."""
+        sock = self.conn.sock
+        if sock is None:
+            return False
+        try:
+            sock.settimeout(0.0)
+            try:
+                waiting = sock.recv(1)
+            finally:
+                sock.settimeout(self._read_timeout)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return True
+        except OSError:
+            return False
+        if waiting:
+            log.warning("%s:%d sent bytes beyond its answer: connection dropped", *self.origin[1:])
+        return False
+
     def close(self) -> None:
         self.conn.close()
 
@@ -271,24 +325,37 @@ class _Connection:
 class _Pool:
     """Idle keep-alive connections per origin, shared by the worker threads."""
 
-    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self, connect_timeout: float, read_timeout: float, context: ssl.SSLContext | None = None
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.context = context
         self._idle: dict[Origin, list[_Connection]] = {}
         self._lock = threading.Lock()
 
     def take(self, origin: Origin) -> tuple[_Connection, bool]:
         """A connection to `origin`, and whether it was used before (the server may have
         closed it since)."""
-        with self._lock:
-            idle = self._idle.get(origin)
-            if idle:
-                return idle.pop(), True
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin)
+                connection = idle.pop() if idle else None
+            if connection is None:
+                break
+            # Checked again here: bytes may have come in while it sat idle.
+            if connection.quiet():
+                return connection, True
+            connection.close()
+        proxy = _proxy_for(origin)
         return _Connection(
-            origin, _proxy_for(origin), self.connect_timeout, self.read_timeout
+            origin, proxy, self.connect_timeout, self.read_timeout, self.context
         ), False
 
     def give(self, connection: _Connection) -> None:
+        if not connection.quiet():
+            connection.close()
+            return
         with self._lock:
             idle = self._idle.setdefault(connection.origin, [])
             if len(idle) < MAX_IDLE_CONNECTIONS:
@@ -372,6 +439,10 @@ class _Answer:
     def close(self) -> None:
         """Drop the connection (an error, or a body we will not read)."""
         connection, self._connection = self._connection, None
+        # The response holds the socket too (http.client hands it over when the server said
+        # `Connection: close`): closed here, not whenever the collector gets to it, so the
+        # server sees the connection end now.
+        self.response.close()
         if connection is not None:
             connection.close()
 
@@ -389,14 +460,16 @@ class Fetcher:
         *,
         timeout: float = READ_TIMEOUT,
         connect_timeout: float = CONNECT_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`ssl_context`: what https connections trust (default: the system's CAs)."""
         self.server = server.rstrip("/")
         self._origin = _origin(self.server)
         self._token = token or None
         # None: every request to the MAST origin carries the token (`limit_token_to`).
         self._token_uris: frozenset[str] | None = None
         self.retry = retry or RetryPolicy()
-        self._pool = _Pool(connect_timeout, timeout)
+        self._pool = _Pool(connect_timeout, timeout, ssl_context)
         self._counters_lock = threading.Lock()
         self.counters: dict[str, int] = {
             "attempts": 0,
@@ -432,6 +505,7 @@ class Fetcher:
             answer = self._open("HEAD", dataURI, {})
             try:
                 self._check_status(answer, dataURI, what)
+                _check_body_headers(answer.headers, what)
                 size = _content_length(answer.headers)
                 if size is None:
                     raise BadResponse(f"{dataURI}: HEAD without Content-Length")
@@ -478,6 +552,8 @@ class Fetcher:
         def attempt() -> tuple[list[memoryview], RemoteInfo]:
             answer = self._open("GET", dataURI, {"Range": f"bytes={start}-{end - 1}"})
             try:
+                if answer.status in (200, 206):
+                    _check_body_headers(answer.headers, what)
                 if answer.status == 200:
                     size = _content_length(answer.headers)
                     if size is None:
@@ -500,7 +576,8 @@ class Fetcher:
                     # A connection that ends early is a transport failure, worth another try.
                     raise _Retryable(f"{what}: body ended after {received} of {length} bytes")
                 if declared is None and not answer.at_end():
-                    raise BadResponse(f"{what}: body longer than {length} bytes")
+                    # Chunked or ended by the connection: more than the range is not the range.
+                    raise _Retryable(f"{what}: body longer than {length} bytes")
                 return [view[i : i + piece_size] for i in range(0, length, piece_size)], info
             except BaseException:
                 answer.close()
@@ -533,6 +610,7 @@ class Fetcher:
                 if answer.status != 200:
                     self._check_status(answer, dataURI, what)
                     raise BadResponse(f"{what}: unexpected status {answer.status}")
+                _check_body_headers(answer.headers, what)
                 size = _content_length(answer.headers)
                 if size is None:
                     raise BadResponse(f"{what}: 200 without Content-Length")
@@ -574,14 +652,16 @@ class Fetcher:
         url = self.url_for(dataURI)
         # Ranges count bytes of the stored file, not of a compressed transfer.
         headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **headers}
+        with_token = self._token is not None and (
+            self._token_uris is None or dataURI in self._token_uris
+        )
         for _ in range(MAX_REDIRECTS + 1):
             origin = _origin(url)
+            # Same scheme, host and port only; and once the chain has left the server's origin,
+            # a hop back to it was chosen by the foreign host: no token for the rest of it.
+            with_token = with_token and origin == self._origin
             sent = dict(headers)
-            if (
-                self._token is not None
-                and origin == self._origin
-                and (self._token_uris is None or dataURI in self._token_uris)
-            ):
+            if with_token:
                 sent["Authorization"] = f"token {self._token}"
             answer = self._request(origin, method, url, sent)
             location = answer.headers.get("location")

@@ -8,13 +8,14 @@ above 1 GB/s on loopback.
 from __future__ import annotations
 
 import email.utils
+import gzip
 import shlex
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
 from mastfs.sim.api_auth import access_denied
-from mastfs.sim.faults import RequestPlan
+from mastfs.sim.faults import Lie, RequestPlan
 from mastfs.sim.handler import Route
 from mastfs.sim.portal import error_body
 
@@ -198,6 +199,10 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
         headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
     length = end - start
 
+    lie = plan.lie(method)
+    if lie is not None:
+        send_lie(h, method, f, status, headers, start, end, lie)
+        return
     sim.stats.record_file(uri, method, status)
     h.write(h.head(status, headers, length))
     h.sent_headers = True
@@ -211,6 +216,69 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
             h.write_body(chunk)
     else:
         h.stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
+
+
+def send_lie(
+    h: BaseHandler,
+    method: str,
+    f: SimFile,
+    status: int,
+    headers: list[tuple[str, str]],
+    start: int,
+    end: int,
+    lie: Lie,
+) -> None:
+    """Answer with bytes [start, end) of `f` as the lying knobs say (docs/simulator.md).
+
+    The body is built in memory: lies are for tests, on files of a few MiB.
+    """
+    with_body = method != "HEAD"
+    body = bytes(f.read(start, end - start)) if with_body or lie.content_encoding else b""
+    declared = end - start
+    if lie.content_encoding == "gzip":
+        encoded = gzip.compress(body, compresslevel=1, mtime=0)
+        headers = [*headers, ("Content-Encoding", "gzip")]
+        if lie.encoded_length:
+            declared = len(encoded)
+        body = encoded
+    declared = max(0, declared + lie.wrong_length)
+    if lie.short_body:
+        body = body[: max(0, len(body) - lie.short_body)]
+    if lie.long_body:
+        body += _FILLER * (lie.long_body // len(_FILLER)) + _FILLER[: lie.long_body % len(_FILLER)]
+    length: int | None = declared
+    if lie.framing == "chunked":
+        headers = [*headers, ("Transfer-Encoding", "chunked")]
+        length = None
+    elif lie.framing == "close":
+        length = None
+    # The client waits for a promised byte that never comes: end the connection after a body
+    # shorter than its Content-Length, and after one that only the connection's end delimits.
+    # After a longer body it stays open, so the extra bytes come before the next answer on it.
+    if lie.framing == "close" or (lie.framing == "length" and len(body) < declared):
+        h.close_connection = True
+    h.sim.stats.record_file(f.uri, method, status)
+    h.write(h.head(status, headers, length))
+    h.sent_headers = True
+    if method == "HEAD":
+        return
+    h.body_sent = 0
+    h.stat_uri = f.uri
+    view = memoryview(body)
+    if lie.framing == "chunked":
+        for i in range(0, len(view), CHUNK):
+            piece = view[i : i + CHUNK]
+            h.write(b"%x\r\n" % len(piece))
+            h.write_body(piece)
+            h.write(b"\r\n")
+        h.write(b"0\r\n\r\n")
+    else:
+        # One write: a client that has read the promised bytes finds the extra ones waiting.
+        h.write_body(view)
+
+
+# What a long body appends: recognisably not product bytes.
+_FILLER = b"EXTRA BYTES FROM A LYING ARCHIVE\n"
 
 
 def _if_range_holds(h: BaseHandler, f: SimFile, etag: str) -> bool:

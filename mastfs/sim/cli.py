@@ -14,7 +14,7 @@ import threading
 from types import FrameType
 from typing import NoReturn
 
-from mastfs.sim.faults import FaultConfigError, Faults, FaultSettings
+from mastfs.sim.faults import ENCODINGS, FRAMINGS, FaultConfigError, Faults, FaultSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--fault-scope", default="", help="only URIs/paths containing this text")
     f.add_argument("--max-faults", type=int, help="stop injecting after this many faults")
+    f.add_argument("--short-body", type=int, help="end download bodies N bytes early, then close")
+    f.add_argument("--long-body", type=int, help="send N bytes more than each body promises")
+    f.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="length",
+        help="delimit download bodies by Content-Length (default), chunks, or connection close",
+    )
+    f.add_argument(
+        "--content-encoding",
+        choices=ENCODINGS,
+        default="",
+        help="compress download bodies and say so in Content-Encoding",
+    )
+    f.add_argument(
+        "--identity-length",
+        action="store_true",
+        help="with --content-encoding, keep the unencoded Content-Length",
+    )
+    f.add_argument(
+        "--wrong-length", type=int, default=0, help="add N (may be negative) to Content-Length"
+    )
     return p
 
 
@@ -78,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
                 executing_polls=args.executing_polls,
                 scope=args.fault_scope,
                 max_faults=args.max_faults,
+                short_body=args.short_body,
+                long_body=args.long_body,
+                framing=args.framing,
+                content_encoding=args.content_encoding,
+                encoded_length=not args.identity_length,
+                wrong_length=args.wrong_length,
             )
         )
     except FaultConfigError as e:

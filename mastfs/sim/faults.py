@@ -46,8 +46,23 @@ class FaultSettings:
     executing_polls: int = 0
     # Only requests whose data URI (or, for other endpoints, path) contains this substring.
     scope: str = ""
-    # Stop injecting errors, resets and stalls after this many (None = unlimited).
+    # Stop injecting errors, resets, stalls and lying bodies after this many (None = unlimited).
     max_faults: int | None = None
+    # Lying download answers (GET bodies; HEAD for the header lies), each counted as a fault:
+    # end the body this many bytes before its promised end ...
+    short_body: int | None = None
+    # ... or send this many bytes more than promised;
+    long_body: int | None = None
+    # how the body is delimited: "length" (Content-Length), "chunked", "close" (no length,
+    # the body ends when the connection does);
+    framing: str = "length"
+    # compress the body with this coding ("gzip") and say so in Content-Encoding, with a
+    # Content-Length of the encoded bytes unless `encoded_length` is False (then the identity
+    # length, which the encoded body does not match);
+    content_encoding: str = ""
+    encoded_length: bool = True
+    # add this many bytes (may be negative) to the Content-Length header, body unchanged.
+    wrong_length: int = 0
 
     def validate(self) -> None:
         if self.latency_ms < 0:
@@ -70,9 +85,33 @@ class FaultSettings:
             raise FaultConfigError("executing_polls must be >= 0")
         if self.max_faults is not None and self.max_faults < 0:
             raise FaultConfigError("max_faults must be >= 0")
+        if self.short_body is not None and self.short_body < 1:
+            raise FaultConfigError("short_body must be >= 1 (bytes missing from each body)")
+        if self.long_body is not None and self.long_body < 1:
+            raise FaultConfigError("long_body must be >= 1 (bytes added to each body)")
+        if self.framing not in FRAMINGS:
+            raise FaultConfigError(f"framing must be one of {', '.join(FRAMINGS)}")
+        if self.content_encoding not in ("", *ENCODINGS):
+            codings = ", ".join(ENCODINGS)
+            raise FaultConfigError(f'content_encoding must be "" (none) or one of {codings}')
+
+    def lies(self) -> bool:
+        """Whether download answers misstate their bodies (any of the lying knobs set)."""
+        return (
+            self.short_body is not None
+            or self.long_body is not None
+            or self.framing != "length"
+            or self.content_encoding != ""
+            or self.wrong_length != 0
+        )
 
     def active(self) -> bool:
         return self != FaultSettings()
+
+    def body_faults(self) -> bool:
+        """Whether download bodies are cut or stalled (resets, stalls)."""
+        resets = self.reset_after is not None or self.reset_fraction is not None
+        return resets or (self.stall_after is not None and self.stall_seconds > 0)
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -89,8 +128,24 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "executing_polls": (int,),
     "scope": (str,),
     "max_faults": (int,),
+    "short_body": (int,),
+    "long_body": (int,),
+    "framing": (str,),
+    "content_encoding": (str,),
+    "encoded_length": (bool,),
+    "wrong_length": (int,),
 }
-_NULLABLE = {"reset_after", "reset_fraction", "stall_after", "max_faults"}
+_NULLABLE = {
+    "reset_after",
+    "reset_fraction",
+    "stall_after",
+    "max_faults",
+    "short_body",
+    "long_body",
+}
+# Body framings and content codings the lying knobs know.
+FRAMINGS = ("length", "chunked", "close")
+ENCODINGS = ("gzip",)
 
 
 @dataclass(frozen=True)
@@ -104,6 +159,18 @@ class BodyPlan:
 
 
 @dataclass(frozen=True)
+class Lie:
+    """How one download answer misstates its body (the knobs of the same names)."""
+
+    short_body: int = 0
+    long_body: int = 0
+    framing: str = "length"
+    content_encoding: str = ""
+    encoded_length: bool = True
+    wrong_length: int = 0
+
+
+@dataclass(frozen=True)
 class RequestPlan:
     """The faults that apply to one request, decided when it arrives."""
 
@@ -113,6 +180,15 @@ class RequestPlan:
     # Set for downloads under active body faults; see `body()`.
     faults: Faults | None = None
     bandwidth: int = 0
+
+    def lie(self, method: str) -> Lie | None:
+        """How this download answer lies, if it does; counted against `max_faults` here.
+
+        A HEAD has no body to cut or lengthen: it lies only in its headers (encoding, length).
+        """
+        if self.faults is None:
+            return None
+        return self.faults.lie_plan(method)
 
     def body(self, size: int) -> BodyPlan | None:
         """The body faults for a body of `size` bytes that is about to be sent.
@@ -204,8 +280,7 @@ class Faults:
                     self._error_acc -= 1.0
                     self._fired += 1
                     return RequestPlan(latency=latency, error_status=s.error_status)
-            body_faults = s.reset_after is not None or s.reset_fraction is not None
-            body_faults = body_faults or (s.stall_after is not None and s.stall_seconds > 0)
+            body_faults = s.body_faults() or s.lies()
             return RequestPlan(
                 latency=latency,
                 ignore_range=s.ignore_range and is_download,
@@ -229,6 +304,25 @@ class Faults:
                 return BodyPlan(bandwidth=bandwidth) if bandwidth else None
             self._fired += 1
             return BodyPlan(reset_at, stall_at, s.stall_seconds, bandwidth)
+
+    def lie_plan(self, method: str) -> Lie | None:
+        with self._lock:
+            s = self.settings
+            if not s.lies() or not self._budget_left():
+                return None
+            head_only = method == "HEAD"
+            lie = Lie(
+                short_body=0 if head_only else s.short_body or 0,
+                long_body=0 if head_only else s.long_body or 0,
+                framing=s.framing,
+                content_encoding=s.content_encoding,
+                encoded_length=s.encoded_length,
+                wrong_length=s.wrong_length,
+            )
+            if lie == Lie():
+                return None
+            self._fired += 1
+            return lie
 
     def executing_poll(self, key: str) -> bool:
         """True if this poll of the Portal request `key` should be answered EXECUTING."""

@@ -122,7 +122,9 @@ class BaseHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError) as e:
             raise ClientGone() from e
 
-    def head(self, status: int, headers: list[tuple[str, str]], length: int) -> bytes:
+    def head(self, status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
+        """The status line and headers; `length` None sends no Content-Length (a lying answer's
+        chunked or close-delimited body)."""
         self.log_request(status)
         try:
             reason = HTTPStatus(status).phrase
@@ -133,8 +135,9 @@ class BaseHandler(BaseHTTPRequestHandler):
             f"Server: {self.server_version}",
             f"Date: {self.date_time_string()}",
             *(f"{k}: {v}" for k, v in headers),
-            f"Content-Length: {length}",
         ]
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
         if self.close_connection:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
