@@ -65,6 +65,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Seconds to wait for a connection, and for each socket read of an answer.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+# The low-speed limit of a body (`LowSpeed`): CVMFS and curl users set about this much.
+LOW_SPEED_RATE = 16 << 10
+LOW_SPEED_WINDOW = 10.0
+LOW_SPEED_MIN_WINDOW = 1.0
 # Idle keep-alive connections kept per origin (one per worker thread that may need one).
 MAX_IDLE_CONNECTIONS = 32
 # Bytes per read of a whole-file stream (servers that ignore Range).
@@ -245,6 +249,30 @@ def _check_body_headers(headers: email.message.Message, what: str) -> None:
             raise BadResponse(f"{what}: both Transfer-Encoding and Content-Length")
 
 
+@dataclass(frozen=True, slots=True)
+class LowSpeed:
+    """Abandon a body that brings fewer than `rate` bytes/s over `window` seconds."""
+
+    rate: int
+    window: float
+
+    @classmethod
+    def within(cls, deadline: float) -> LowSpeed:
+        """A limit that lets a stalled attempt be abandoned, and retried on a fresh
+        connection, well within an overall `deadline`."""
+        return cls(LOW_SPEED_RATE, max(LOW_SPEED_MIN_WINDOW, min(LOW_SPEED_WINDOW, deadline / 4)))
+
+
+@dataclass(slots=True)
+class _Progress:
+    """A range read across its attempts (`Fetcher.get_range_split`)."""
+
+    view: memoryview | None
+    got: int = 0
+    seen: RemoteInfo | None = None
+    request: int = 0
+
+
 class _ConnectFailed(_Retryable):
     """Internal: no connection could be made (refused, unreachable, timed out)."""
 
@@ -396,19 +424,33 @@ class _Answer:
         self.status = response.status
         self.headers = response.headers
 
-    def read_into(self, view: memoryview) -> int:
-        """Fill `view` from the body; fewer bytes only at its end. Transport errors retry."""
+    def read_into(self, view: memoryview, low_speed: LowSpeed | None = None) -> tuple[int, str]:
+        """Fill `view` from the body: (bytes received, why it stopped short or "").
+
+        Fewer bytes without a reason only at the body's end. A transport error, or fewer
+        than `low_speed.rate` bytes/s over a `low_speed.window` (a stall or a trickle, as
+        curl's --speed-limit), stops early with its reason; the bytes before it are kept by
+        the caller, and the connection is dropped.
+        """
         got = 0
+        mark, mark_got = time.monotonic(), 0
         try:
             while got < len(view):
                 n = self.response.readinto(view[got:])
                 if not n:
                     break
                 got += n
+                if low_speed is not None:
+                    now = time.monotonic()
+                    if now - mark >= low_speed.window:
+                        if got - mark_got < low_speed.rate * (now - mark):
+                            self.close()
+                            return got, f"slower than {low_speed.rate} bytes/s"
+                        mark, mark_got = now, got
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise _Retryable(f"body: {type(exc).__name__}: {exc}") from exc
-        return got
+            return got, f"{type(exc).__name__}: {exc}"
+        return got, ""
 
     def at_end(self) -> bool:
         """True if the body has no more bytes (reads one byte to tell when it cannot know)."""
@@ -469,7 +511,15 @@ class Fetcher:
         # None: every request to the MAST origin carries the token (`limit_token_to`).
         self._token_uris: frozenset[str] | None = None
         self.retry = retry or RetryPolicy()
-        self._pool = _Pool(connect_timeout, timeout, ssl_context)
+        # A body that stalls or trickles is abandoned after the low-speed window and retried
+        # on a fresh connection; the socket timeout is that window too, so a silent server
+        # cannot hold an attempt longer. Both fit the overall deadline several times.
+        self._low = LowSpeed.within(self.retry.deadline)
+        self._pool = _Pool(
+            min(connect_timeout, max(LOW_SPEED_MIN_WINDOW, self.retry.deadline / 2)),
+            min(timeout, self._low.window),
+            ssl_context,
+        )
         self._counters_lock = threading.Lock()
         self.counters: dict[str, int] = {
             "attempts": 0,
@@ -548,42 +598,75 @@ class Fetcher:
         if piece_size <= 0:
             raise ValueError(f"piece size {piece_size} must be positive")
         what = f"GET {dataURI} bytes {start}-{end - 1}"
+        length = end - start
+        # Across attempts: the bytes received so far (kept when a body is cut: the next
+        # request asks only for the rest), what the first answer said about the file (every
+        # later one must describe the same contents), and the size of the next request, halved
+        # by each cut down to one piece.
+        progress = _Progress(None, seen=expected, request=length)
 
         def attempt() -> tuple[list[memoryview], RemoteInfo]:
-            answer = self._open("GET", dataURI, {"Range": f"bytes={start}-{end - 1}"})
-            try:
-                if answer.status in (200, 206):
-                    _check_body_headers(answer.headers, what)
-                if answer.status == 200:
-                    size = _content_length(answer.headers)
-                    if size is None:
-                        raise BadResponse(f"{what}: 200 without Content-Length")
-                    raise RangeIgnored(f"{what}: server ignored Range", _info(answer.headers, size))
-                if answer.status != 206:
-                    self._check_status(answer, dataURI, what)
-                    raise BadResponse(f"{what}: unexpected status {answer.status}")
-                info = self._check_content_range(answer, what, start, end)
-                if expected is not None and not expected.same_content(info):
-                    raise ContentChanged(f"{what}: content changed", info)
-                length = end - start
-                declared = _content_length(answer.headers)
-                if declared is not None and declared != length:
-                    raise BadResponse(f"{what}: Content-Length {declared}, expected {length}")
-                view = buffers.take(length)
-                received = answer.read_into(view)
-                self._count("bytes", received)
-                if received != length:
-                    # A connection that ends early is a transport failure, worth another try.
-                    raise _Retryable(f"{what}: body ended after {received} of {length} bytes")
-                if declared is None and not answer.at_end():
-                    # Chunked or ended by the connection: more than the range is not the range.
-                    raise _Retryable(f"{what}: body longer than {length} bytes")
-                return [view[i : i + piece_size] for i in range(0, length, piece_size)], info
-            except BaseException:
-                answer.close()
-                raise
-            finally:
-                answer.finish()
+            while True:
+                got = progress.got
+                lo = start + got
+                hi = min(end, lo + progress.request)
+                part = f"GET {dataURI} bytes {lo}-{hi - 1}"
+                answer = self._open("GET", dataURI, {"Range": f"bytes={lo}-{hi - 1}"})
+                try:
+                    if answer.status in (200, 206):
+                        _check_body_headers(answer.headers, part)
+                    if answer.status == 200:
+                        size = _content_length(answer.headers)
+                        if size is None:
+                            raise BadResponse(f"{part}: 200 without Content-Length")
+                        raise RangeIgnored(
+                            f"{part}: server ignored Range", _info(answer.headers, size)
+                        )
+                    if answer.status != 206:
+                        self._check_status(answer, dataURI, part)
+                        raise BadResponse(f"{part}: unexpected status {answer.status}")
+                    info = self._check_content_range(answer, part, lo, hi)
+                    if progress.seen is not None and not progress.seen.same_content(info):
+                        raise ContentChanged(f"{part}: content changed", info)
+                    progress.seen = info
+                    declared = _content_length(answer.headers)
+                    if declared is not None and declared != hi - lo:
+                        raise BadResponse(
+                            f"{part}: Content-Length {declared}, expected {hi - lo}"
+                        )
+                    if progress.view is None:
+                        # Taken once the answer is known good (the previous range's buffer
+                        # is back in the pool by then).
+                        progress.view = buffers.take(length)
+                    view = progress.view
+                    received, stopped = answer.read_into(view[got : got + hi - lo], self._low)
+                    self._count("bytes", received)
+                    if received < hi - lo:
+                        # Cut (or too slow): keep what came, ask for the rest, in smaller
+                        # requests, on a fresh connection.
+                        progress.got += received
+                        progress.request = max(piece_size, progress.request // 2)
+                        reason = stopped or "the connection ended"
+                        raise _Retryable(
+                            f"{part}: body stopped after {received} of {hi - lo} bytes ({reason})"
+                        )
+                    if declared is None and not answer.at_end():
+                        # Chunked or ended by the connection: more than the range is not the
+                        # range, and nothing of it can be trusted.
+                        raise _Retryable(f"{part}: body longer than {hi - lo} bytes")
+                    progress.got += received
+                except BaseException:
+                    answer.close()
+                    raise
+                finally:
+                    answer.finish()
+                if progress.got == length:
+                    # Nothing here keeps the buffer once its pieces are returned: it goes back
+                    # to the pool when the caller lets them go.
+                    progress.view = None
+                    assert progress.seen is not None
+                    pieces = [view[i : i + piece_size] for i in range(0, length, piece_size)]
+                    return pieces, progress.seen
 
         return await self._retrying(what, attempt)
 
@@ -622,7 +705,7 @@ class Fetcher:
                 buffer = memoryview(bytearray(WHOLE_CHUNK))
                 while position < size:
                     want = min(WHOLE_CHUNK, size - position)
-                    n = await _in_thread(answer.read_into, buffer[:want])
+                    n, stopped = await _in_thread(answer.read_into, buffer[:want], self._low)
                     self._count("bytes", n)
                     skip = delivered - position
                     if skip < n:
@@ -631,7 +714,10 @@ class Fetcher:
                         delivered += len(piece)
                     position += n
                     if n < want:
-                        raise _Retryable(f"{what}: body ended at {position} of {size} bytes")
+                        reason = stopped or "the connection ended"
+                        raise _Retryable(
+                            f"{what}: body stopped at {position} of {size} bytes ({reason})"
+                        )
                 return info
             except BaseException:
                 answer.close()
