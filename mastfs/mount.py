@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -53,7 +53,8 @@ class MountOptions:
     token: str | None = None
     readahead_kb: int = DEFAULT_READAHEAD_KB
     allow_other: bool = False
-    timeout: float = 60.0
+    # Bounds on the archive's requests and answers; `limits.timeout` also bounds reads' retries.
+    limits: archive_mod.Limits = field(default_factory=archive_mod.Limits)
     debug: bool = False
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
@@ -100,7 +101,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
     async with AsyncExitStack() as stack:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
-        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=opts.timeout))
+        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=opts.limits.timeout))
         stack.callback(fetcher.close)
         try:
             session = await open_session(
@@ -112,6 +113,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 layout=opts.layout,
                 reporter=reporter,
                 fetcher=fetcher,
+                limits=opts.limits,
             )
         except SessionError as exc:
             raise MountError(str(exc)) from exc
