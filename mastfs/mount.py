@@ -101,7 +101,8 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
     async with AsyncExitStack() as stack:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
-        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=opts.limits.timeout))
+        timeout = opts.limits.timeout
+        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=timeout), timeout=timeout)
         stack.callback(fetcher.close)
         try:
             session = await open_session(

@@ -108,6 +108,21 @@ def test_mount_against_a_silent_archive_fails_within_its_timeout(
     assert took < 4 + 16, took
 
 
+def test_a_silent_access_probe_is_bounded_by_the_timeout(sim_url: str, tmp_path: Path) -> None:
+    """The Portal answers, the exclusive-access probe (a HEAD of a download) does not."""
+    cleanup_stale_mounts()
+    env = {"MAST_API_TOKEN": AUTHORIZED_TOKEN}
+    with hostile(sim_url) as proxy:
+        proxy.on(path("/api/v0.1/Download/"), stall())
+        start = time.monotonic()
+        args = ["--program", "6543", "--timeout", "4"]
+        with mounted(tmp_path / "mnt", args, tmp_path / "cache", proxy.url, env) as m:
+            took = time.monotonic() - start
+            assert reads.listdir(m.path)
+        assert any(r.method == "HEAD" for r in proxy.seen)
+    assert took < 4 + 16, took
+
+
 def test_a_silent_archive_is_no_hang_for_a_reader_either(sim_url: str, tmp_path: Path) -> None:
     """Stalling after the mount: listings are from memory and never wait on the archive."""
     cleanup_stale_mounts()
