@@ -237,7 +237,8 @@ def _add_limit_args(p: argparse.ArgumentParser, timeout: bool = False) -> None:
         type=parse_size,
         default=defaults.max_response,
         metavar="SIZE",
-        help="largest answer, decompressed, all pages of one request together (default 128M)",
+        help="largest answer, decompressed, all pages of one request together "
+        f"(default {defaults.max_response >> 20}M)",
     )
     g.add_argument(
         "--max-rows",
@@ -286,7 +287,7 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--timeout",
-        type=float,
+        type=_positive(float),
         default=60.0,
         metavar="SECONDS",
         help="bound of each archive request; reads retry this long, then EIO (default 60)",

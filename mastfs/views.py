@@ -66,7 +66,7 @@ def selection_csv(selected: Sequence[Product], tree: Tree) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for p in sorted(_rows(selected), key=lambda p: (p.obs_id, p.productFilename, p.dataURI)):
-        text = (
+        cells = (
             p.obs_id,
             p.productFilename,
             product_level(p),
@@ -74,10 +74,11 @@ def selection_csv(selected: Sequence[Product], tree: Tree) -> bytes:
             instrument(p),
             p.filters,
             p.dataURI,
+            p.size,
+            p.dataRights,
+            _path(tree, p),
         )
-        writer.writerow(
-            (*map(csv_cell, text), p.size, csv_cell(p.dataRights), csv_cell(_path(tree, p)))
-        )
+        writer.writerow([csv_cell(c) if isinstance(c, str) else c for c in cells])
     return out.getvalue().encode("utf-8")
 
 
