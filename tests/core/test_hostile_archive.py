@@ -11,7 +11,6 @@ archive (tests/support/hostile.py in front of the simulator).
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import logging
@@ -24,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from mastfs.archive import MAX_MTIME, MAX_SIZE, Query
 from mastfs.archive_http import TOKEN_COOKIE, Limits
 from mastfs.safetext import REPLACEMENT
-from mastfs.selection import Selection
-from mastfs.session import Session, SessionError, open_session
+from mastfs.session import Session, SessionError
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, TOKENS
 from tests.support.bad_rows import BAD_NAMES, BAD_SIZES, FORMULA_NAME, SEG1, bad_rows
 from tests.support.catalog import catalog_rows
@@ -51,23 +48,12 @@ from tests.support.hostile import (
     trickle,
 )
 from tests.support.mounting import MASTFS
+from tests.support.session import Recorder, run_session
 
 ADA = TOKENS[AUTHORIZED_TOKEN].display_name
 FAST = Limits(timeout=2.0)
 # What `mastfs ls` may print besides text: line ends (CRLF in --csv).
 ALLOWED_CONTROLS = {"\n", "\r"}
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.progress_lines: list[str] = []
-        self.warnings: list[str] = []
-
-    def progress(self, text: str) -> None:
-        self.progress_lines.append(text)
-
-    def warning(self, text: str) -> None:
-        self.warnings.append(text)
 
 
 def session(
@@ -78,20 +64,8 @@ def session(
     limits: Limits = FAST,
     target: str | None = None,
 ) -> tuple[Session, Recorder]:
-    reporter = Recorder()
     query = Query(target=target, radius_deg=1 / 60) if target else Query(programs=(program,))
-    start = functools.partial(
-        open_session,
-        query,
-        Selection(),
-        server=url,
-        token=token,
-        cache_dir=cache,
-        layout="nested",
-        reporter=reporter,
-        limits=limits,
-    )
-    return trio.run(start), reporter
+    return run_session(url, cache, query, token=token, limits=limits)
 
 
 def failure(url: str, cache: Path, **kwargs: Any) -> tuple[str, float]:
