@@ -14,7 +14,8 @@ mounts a `GuardedAdapter` on that session for every URL, so that each request as
   query (`GuardedAdapter.query`) ends within `Limits.query_time`.
 - **Size**: an answer is read here in full, decompressed, and refused past `Limits.max_response`
   bytes. The pages and polls of one Portal request count together: astroquery keeps every page
-  until it has the last.
+  until it has the last. (So `stream=True` streams nothing: this session carries the Portal API,
+  `/whoami` and name resolution only; product bytes go through `fetch.py`.)
 - **Portal answers** (`/api/v0/invoke`): no page past `Limits.max_pages` is requested; rows count
   against `Limits.max_rows` per query; a value astroquery cannot type (an integer beyond 64 bits,
   a word in a number column, an unknown column type) is replaced before astroquery sees it, so
