@@ -33,7 +33,6 @@ Stalls and trickles end when the proxy closes, and after `MAX_HOLD` seconds at m
 from __future__ import annotations
 
 import functools
-import gzip
 import http.client
 import json
 import socketserver
@@ -109,12 +108,6 @@ class Answer:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
 
     def set_header(self, name: str, value: str | None) -> None:
         self.headers = [(k, v) for k, v in self.headers if k.lower() != name.lower()]
@@ -272,12 +265,6 @@ class HostileProxy(socketserver.ThreadingTCPServer):
         with self._lock:
             self._rules.append(_Rule(match, action, times))
         return self
-
-    def clear(self) -> None:
-        """Forget the rules and what was seen."""
-        with self._lock:
-            self._rules.clear()
-            self._seen.clear()
 
     @property
     def seen(self) -> list[Seen]:
@@ -471,8 +458,3 @@ def canned(status: int, head: Mapping[str, str] | None = None, data: bytes = b""
         ex.send(Answer(status, list((head or {}).items()), data))
 
     return action
-
-
-def gzipped(data: bytes) -> bytes:
-    """`data` in the gzip format (for honest `Content-Encoding: gzip` answers)."""
-    return gzip.compress(data)
