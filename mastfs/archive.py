@@ -6,8 +6,15 @@ builds its own `ObservationsClass` and points that instance's URL attributes at 
 (`mast-api.md` §2): the archive's base URL is always configurable, without touching astroquery's
 configuration file.
 
+Every request goes through `archive_http` (the token only to the configured origin; timeouts,
+size, page and row limits). Every value of a product row is validated here, before anything else
+sees it (`product_from_values`): a size outside 0..2^50 drops the row (counted, with a warning),
+a time is clamped to `MIN_MTIME..MAX_MTIME`, a string is made valid Unicode without control
+characters (`safetext.clean`) and cut to `MAX_TEXT` characters.
+
 Query results are kept as JSON in the cache directory, keyed by server and query, so a remount of
-the same query works when the archive cannot be reached, for whatever is cached.
+the same query works when the archive cannot be reached, for whatever is cached. Only validated
+rows are stored, and rows read back are validated again.
 """
 
 from __future__ import annotations
@@ -18,13 +25,17 @@ import logging
 import math
 import sys
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mastfs import archive_http
+from mastfs.archive_http import LimitExceeded, Limits
 from mastfs.model import Product, User
 from mastfs.private import PrivacyError, private_dir, read_private, write_private
+from mastfs.safetext import clean
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +48,14 @@ QUERY_CACHE_VERSION = 1
 QUERY_CACHE_MAX_BYTES = 512 << 20
 
 _PRODUCT_FIELDS = [f.name for f in fields(Product) if f.name not in ("instrument_name", "mtime")]
-_INT_FIELDS = {"size", "calib_level"}
+_TEXT_FIELDS = [f.name for f in fields(Product) if f.type == "str"]
+# A product's size: anything outside 0..MAX_SIZE (1 PiB) is not a size.
+MAX_SIZE = 1 << 50
+# Times (POSIX seconds) are clamped to 1970-01-01 .. 2100-01-01.
+MIN_MTIME = 0.0
+MAX_MTIME = 4102444800.0
+# Longer strings are cut: no MAST value comes near, and an xattr value must stay below 64 KiB.
+MAX_TEXT = 4096
 
 
 class ArchiveError(Exception):
@@ -46,6 +64,10 @@ class ArchiveError(Exception):
 
 class ArchiveUnreachable(ArchiveError):
     """The archive did not answer at all (connection refused, DNS, timeout)."""
+
+
+class InvalidRow(ValueError):
+    """A product row that cannot be shown; the message says why, for the warning."""
 
 
 @dataclass(frozen=True)
@@ -123,44 +145,67 @@ class QueryResult:
     observations: int
     from_cache: bool = False
     notes: list[str] = field(default_factory=list)
+    # Product rows left out because a value was invalid (`InvalidRow`).
+    dropped: int = 0
 
 
 class Archive:
-    """One MAST server, one astroquery session, one optional token."""
+    """One MAST server, one astroquery session, one optional token, one set of `Limits`.
 
-    def __init__(self, server: str, cache_dir: Path, token: str | None = None) -> None:
+    Once a request found the archive unreachable (refused, or silent past `Limits.timeout`), the
+    live query is not tried again: `products` answers from the cache or fails at once, so a
+    silent archive costs one timeout, not one per request.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        cache_dir: Path,
+        token: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self._cache_dir = Path(cache_dir)
         self._token = token
+        self.limits = limits or Limits()
         self._obs = _observations_for(self.server)
+        self._http = archive_http.GuardedAdapter(self.server, token, self.limits)
+        archive_http.install(self._obs._session, self._http)
+        # astroquery's own give-up time, past ours so that ours (with its message) comes first.
+        self._obs._portal_api_connection.TIMEOUT = self.limits.query_time + self.limits.timeout
+        self._unreachable: ArchiveUnreachable | None = None
 
     def __repr__(self) -> str:
         return f"Archive({self.server!r}, token={'set' if self._token else 'none'})"
 
     def login(self) -> User | None:
-        """Validate the token with the archive's auth info endpoint; None when anonymous."""
+        """Validate the token with the archive's `/whoami`; None when anonymous.
+
+        The token is never handed to astroquery's `login`, which would put it in the session's
+        cookie jar; the transport adds it to requests for this server only.
+        """
         if not self._token:
             return None
-        from astroquery.exceptions import LoginError
-
         try:
-            self._obs.login(token=self._token)
-            info = self._obs.session_info(verbose=False)
-        except LoginError as exc:
-            raise ArchiveError(
-                "the MAST token was rejected by the archive (expired or invalid)"
-            ) from exc
+            with self._http.query():
+                info = self._obs.session_info(verbose=False)
         except Exception as exc:
-            raise _wrap(exc, self.server, "logging in") from exc
-        name = (info.get("attrib") or {}).get("display_name") or "authenticated user"
-        return User(display_name=str(name))
+            raise self._wrap(exc, "logging in") from exc
+        if not isinstance(info, dict) or info.get("anon", True):
+            raise ArchiveError("the MAST token was rejected by the archive (expired or invalid)")
+        attrib = info.get("attrib")
+        name = attrib.get("display_name") if isinstance(attrib, dict) else None
+        return User(display_name=_text(name) or "authenticated user")
 
     def products(self, query: Query, progress: Callable[[str], None]) -> QueryResult:
         """All product rows of the query; falls back to the cached answer when offline."""
         if query.is_empty():
             raise ArchiveError("no query given: use --program, --target or another criterion")
         try:
-            result = self._query_live(query, progress)
+            if self._unreachable is not None:
+                raise self._unreachable
+            with self._http.query():
+                result = self._query_live(query, progress)
         except ArchiveUnreachable as exc:
             cached = self._load_cached(query)
             if cached is None:
@@ -170,6 +215,12 @@ class Archive:
             return cached
         self._store_cached(query, result)
         return result
+
+    def _wrap(self, exc: BaseException, doing: str) -> ArchiveError:
+        wrapped = _wrap(exc, self.server, doing)
+        if isinstance(wrapped, ArchiveUnreachable):
+            self._unreachable = wrapped
+        return wrapped
 
     # -- live query ---------------------------------------------------------------------------
 
@@ -190,7 +241,7 @@ class Archive:
         except ArchiveError:
             raise
         except Exception as exc:
-            raise _wrap(exc, self.server, "querying observations") from exc
+            raise self._wrap(exc, "querying observations") from exc
         if len(table) == 0:
             raise ArchiveError(f"no observations match {query.describe()} at {self.server}")
         observations = _rows(table)
@@ -199,6 +250,7 @@ class Archive:
         # Rows become Products batch by batch: holding 50,000 row dicts at once would double
         # the peak memory of a big program.
         products: list[Product] = []
+        dropped = _Dropped()
         for start in range(0, len(obsids), PRODUCT_BATCH):
             batch = obsids[start : start + PRODUCT_BATCH]
             try:
@@ -206,16 +258,27 @@ class Archive:
             except Exception as exc:
                 if "empty" in str(exc).lower():
                     continue
-                raise _wrap(exc, self.server, "listing products") from exc
-            products.extend(_product(row, by_obsid) for row in _rows(ptable))
+                raise self._wrap(exc, "listing products") from exc
+            for row in _rows(ptable):
+                try:
+                    products.append(_product(row, by_obsid))
+                except InvalidRow as bad:
+                    dropped.add(str(bad), row.get("dataURI"))
             del ptable
             if len(obsids) > PRODUCT_BATCH:
                 progress(
                     f"product lists: {start + len(batch)}/{len(obsids)} observations, "
                     f"{len(products)} product rows"
                 )
-        progress(f"{len(observations)} observations, {len(products)} product rows")
-        return QueryResult(products=products, observations=len(observations))
+        dropped.count += self._http.malformed_rows
+        summary = f"{len(observations)} observations, {len(products)} product rows"
+        progress(summary + (f" ({dropped.count} invalid rows dropped)" if dropped.count else ""))
+        return QueryResult(
+            products=products,
+            observations=len(observations),
+            notes=dropped.notes(self._http.malformed_rows),
+            dropped=dropped.count,
+        )
 
     def _resolve(self, name: str) -> Any:
         """Name → SkyCoord through the archive's own `Mast.Name.Lookup` service.
@@ -233,15 +296,18 @@ class Archive:
                 self.server + "/api/v0/invoke",
                 data=body,
                 headers={"Content-type": "application/x-www-form-urlencoded"},
-                timeout=60,
             )
             response.raise_for_status()
             found = response.json().get("resolvedCoordinate") or []
+            if found:
+                ra, dec = float(found[0]["ra"]), float(found[0]["decl"])
         except Exception as exc:
-            raise _wrap(exc, self.server, f"resolving {name!r}") from exc
+            raise self._wrap(exc, f"resolving {name!r}") from exc
         if not found:
             raise ArchiveError(f"could not resolve target name {name!r}")
-        return SkyCoord(float(found[0]["ra"]), float(found[0]["decl"]), unit="deg")
+        if not (math.isfinite(ra) and math.isfinite(dec) and abs(dec) <= 90):
+            raise ArchiveError(f"the archive resolved {name!r} to an invalid position")
+        return SkyCoord(ra % 360.0, dec, unit="deg")
 
     # -- query-result cache ---------------------------------------------------------------------
 
@@ -275,10 +341,51 @@ class Archive:
             return None
         except (OSError, ValueError):
             return None
-        if doc.get("version") != QUERY_CACHE_VERSION:
+        if not isinstance(doc, dict) or doc.get("version") != QUERY_CACHE_VERSION:
             return None
-        products = [Product(**_interned(p)) for p in doc["products"]]
-        return QueryResult(products=products, observations=int(doc["observations"]))
+        rows, observations = doc.get("products"), doc.get("observations")
+        if not isinstance(rows, list) or type(observations) is not int:
+            return None
+        # Validated again: the file may predate a check, or have been edited.
+        products: list[Product] = []
+        dropped = _Dropped()
+        for row in rows:
+            try:
+                if not isinstance(row, dict):
+                    raise InvalidRow("not a product row")
+                products.append(product_from_values(row))
+            except InvalidRow as bad:
+                dropped.add(str(bad), row.get("dataURI") if isinstance(row, dict) else None)
+        return QueryResult(
+            products=products,
+            observations=observations,
+            notes=dropped.notes(),
+            dropped=dropped.count,
+        )
+
+
+class _Dropped:
+    """Rows left out of a result: how many, and why (with the first row for each reason)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._reasons: Counter[str] = Counter()
+        self._first: dict[str, str] = {}
+
+    def add(self, reason: str, uri: Any) -> None:
+        self.count += 1
+        self._reasons[reason] += 1
+        self._first.setdefault(reason, _text(uri)[:200])
+
+    def notes(self, malformed: int = 0) -> list[str]:
+        notes = [
+            f"dropped {n} product row{'s' if n > 1 else ''} with {reason}"
+            + (f" (first: {self._first[reason]})" if self._first[reason] else "")
+            for reason, n in sorted(self._reasons.items())
+        ]
+        if malformed:
+            notes.append(f"dropped {malformed} rows that were not JSON objects")
+        return notes
 
 
 def _observations_for(server: str) -> Any:
@@ -302,16 +409,21 @@ def _observations_for(server: str) -> Any:
 
 
 def _wrap(exc: BaseException, server: str, doing: str) -> ArchiveError:
+    """One line for the user; anything the archive said in it is cleaned first."""
     import requests
 
-    if isinstance(exc, requests.ConnectionError | requests.Timeout | TimeoutError):
+    if isinstance(exc, LimitExceeded):
+        return ArchiveError(f"{exc} while {doing} at {server}; the limit can be raised")
+    if isinstance(exc, requests.Timeout | TimeoutError):
+        return ArchiveUnreachable(f"the archive at {server} did not answer while {doing}: {exc}")
+    if isinstance(exc, requests.ConnectionError):
         return ArchiveUnreachable(f"cannot reach the archive at {server} while {doing}")
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return ArchiveError(
             f"the archive at {server} answered HTTP {exc.response.status_code} while {doing}"
         )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ArchiveError(f"the archive at {server} failed while {doing}: {text}")
+    return ArchiveError(f"the archive at {server} failed while {doing}: {_text(text)[:300]}")
 
 
 def _rows(table: Any) -> list[dict[str, Any]]:
@@ -336,45 +448,98 @@ def _masked_list(col: Any) -> list[Any]:
 
 
 def _product(row: dict[str, Any], observations: dict[str, dict[str, Any]]) -> Product:
-    values: dict[str, Any] = {}
-    for name in _PRODUCT_FIELDS:
-        raw = row.get(name)
-        if name in _INT_FIELDS:
-            values[name] = _as_int(raw)
-        else:
-            # Rows repeat the same values (a shared file under many parents, one description
-            # per product type): interning keeps 50,000 rows of a big program in tens of MB.
-            values[name] = "" if raw is None else sys.intern(str(raw))
-    parent = observations.get(values["parent_obsid"]) or observations.get(values["obsID"]) or {}
-    values["instrument_name"] = sys.intern(str(parent.get("instrument_name") or ""))
+    """A product row joined with its observation's instrument and time, validated."""
+    values = {name: row.get(name) for name in _PRODUCT_FIELDS}
+    parent = (
+        observations.get(_text(values["parent_obsid"]))
+        or observations.get(_text(values["obsID"]))
+        or {}
+    )
+    values["instrument_name"] = parent.get("instrument_name")
     values["mtime"] = _mjd_to_unix(parent.get("t_max"))
-    return Product(**values)
+    return product_from_values(values)
 
 
-def _interned(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: sys.intern(v) if isinstance(v, str) else v for k, v in row.items()}
+# -- validation at the boundary: nothing from the archive goes further unchecked -----------------
 
 
-def _as_int(raw: Any) -> int:
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
+def product_from_values(values: Mapping[str, Any]) -> Product:
+    """A `Product` from raw field values (a live row, or a row of the query cache).
+
+    `InvalidRow` when the row cannot be shown: a size that is not an integer in 0..MAX_SIZE
+    (a missing size is 0, as before), or no `dataURI`. Everything else is repaired: strings are
+    `_text`, `calib_level` outside 0..99 is 0, `mtime` (POSIX seconds) is clamped.
+    """
+    size = valid_size(values.get("size"))
+    if size is None:
+        raise InvalidRow("an invalid size")
+    texts = {name: _text(values.get(name)) for name in _TEXT_FIELDS}
+    if not texts["dataURI"]:
+        raise InvalidRow("no dataURI")
+    return Product(
+        **texts,
+        size=size,
+        calib_level=valid_level(values.get("calib_level")),
+        mtime=valid_mtime(values.get("mtime")),
+    )
+
+
+def valid_size(raw: Any) -> int | None:
+    """A size in bytes, 0 when unknown (null), None when not a size at all."""
+    if raw is None:
         return 0
-    return value if value >= 0 else 0
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if type(raw) is not int or not 0 <= raw <= MAX_SIZE:
+        return None
+    return raw
+
+
+def valid_level(raw: Any) -> int:
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return raw if type(raw) is int and 0 <= raw <= 99 else 0
+
+
+def valid_mtime(raw: Any) -> float:
+    """POSIX seconds clamped to MIN_MTIME..MAX_MTIME; 0 when unknown or not a number."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return 0.0
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer beyond any float
+        value = math.inf if raw > 0 else -math.inf
+    if math.isnan(value):
+        return 0.0
+    return round(min(max(value, MIN_MTIME), MAX_MTIME), 3)
+
+
+def _text(raw: Any) -> str:
+    """A field's string: `clean` (no control characters, valid Unicode), at most MAX_TEXT
+    characters, interned: rows repeat the same values (a shared file under many parents, one
+    description per product type), and interning keeps 50,000 rows in tens of MB."""
+    if raw is None:
+        return ""
+    text = clean(raw if type(raw) is str else str(raw))
+    return sys.intern(text[:MAX_TEXT])
 
 
 def _mjd_to_unix(mjd: Any) -> float:
+    """An MJD as POSIX seconds, unclamped (`valid_mtime` clamps); 0 when not a number."""
     try:
         value = float(mjd)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0.0
     if math.isnan(value):
         return 0.0
-    return round((value - MJD_UNIX_EPOCH) * 86400.0, 3)
+    return (value - MJD_UNIX_EPOCH) * 86400.0
 
 
 def _natural(obsid: str) -> tuple[int, str]:
-    return (int(obsid), "") if obsid.isdigit() else (0, obsid)
+    # isascii: `int` refuses some digits `isdigit` accepts ("²"); the length bounds `int`'s work.
+    if obsid.isascii() and obsid.isdigit() and len(obsid) < 30:
+        return int(obsid), ""
+    return 0, obsid
 
 
 def proposals_with_exclusive(products: Sequence[Product]) -> dict[str, str]:

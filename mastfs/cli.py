@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from mastfs import __version__
 from mastfs.daemon import READY_FD_OPTION, TOKEN_FD_OPTION
+from mastfs.safetext import clean
 
 if TYPE_CHECKING:
     from mastfs.archive import Query
+    from mastfs.archive_http import Limits
     from mastfs.mount import MountOptions
     from mastfs.ownership import Ownership
     from mastfs.selection import Selection
@@ -53,7 +55,7 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    print(f"mastfs: error: {message}", file=sys.stderr)
+    print(f"mastfs: error: {clean(message)}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -87,6 +89,19 @@ def parse_radius(text: str) -> float:
             f"invalid radius {text!r} (examples: 1m = 1 arcmin, 30s = 30 arcsec, 0.02deg)"
         )
     return float(m.group(1)) * _ANGLE_UNITS[m.group(2) or ""]
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number > 0")
+        return value
+
+    return parse
 
 
 def parse_criterion(text: str) -> tuple[str, str]:
@@ -255,6 +270,50 @@ def _add_archive_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_limit_args(p: argparse.ArgumentParser, timeout: bool = False) -> None:
+    from mastfs.archive_http import Limits
+
+    defaults = Limits()
+    g = p.add_argument_group("limits on the archive's answers (docs/usage.md)")
+    if timeout:
+        g.add_argument(
+            "--timeout",
+            type=_positive(float),
+            default=defaults.timeout,
+            metavar="SECONDS",
+            help=f"bound of each archive request (default {defaults.timeout:g})",
+        )
+    g.add_argument(
+        "--max-response",
+        type=parse_size,
+        default=defaults.max_response,
+        metavar="SIZE",
+        help="largest answer, decompressed, all pages of one request together "
+        f"(default {defaults.max_response >> 20}M)",
+    )
+    g.add_argument(
+        "--max-rows",
+        type=_positive(int),
+        default=defaults.max_rows,
+        metavar="N",
+        help=f"most rows of one query, observations and products (default {defaults.max_rows})",
+    )
+    g.add_argument(
+        "--max-pages",
+        type=_positive(int),
+        default=defaults.max_pages,
+        metavar="N",
+        help=f"most pages of one Portal request (default {defaults.max_pages})",
+    )
+    g.add_argument(
+        "--max-query-time",
+        type=_positive(float),
+        default=defaults.query_time,
+        metavar="SECONDS",
+        help=f"longest a whole query may take (default {defaults.query_time:g})",
+    )
+
+
 def _add_mount_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("mount")
     g.add_argument(
@@ -279,7 +338,7 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--timeout",
-        type=float,
+        type=_positive(float),
         default=60.0,
         metavar="SECONDS",
         help=(
@@ -368,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(m)
     _add_archive_args(m)
     _add_mount_args(m)
+    _add_limit_args(m)
     m.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
 
     d = sub.add_parser(
@@ -379,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(d)
     d.add_argument("--cache-dir", type=Path, metavar="DIR", help="persistent cache directory")
     _add_mount_args(d)
+    _add_limit_args(d)
     d.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
 
     u = sub.add_parser("umount", help="unmount and stop the mount process")
@@ -406,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="paths in the CSV's Path column",
     )
     ls.add_argument("--csv", action="store_true", help="print selection.csv instead of a table")
+    _add_limit_args(ls, timeout=True)
 
     c = sub.add_parser(
         "cache",
@@ -552,6 +614,18 @@ def ownership_from_args(args: argparse.Namespace, token: str | None) -> Ownershi
     )
 
 
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    from mastfs.archive_http import Limits
+
+    return Limits(
+        timeout=args.timeout,
+        max_response=args.max_response,
+        max_rows=args.max_rows,
+        max_pages=args.max_pages,
+        query_time=args.max_query_time,
+    )
+
+
 def cache_dir_from_args(args: argparse.Namespace) -> Path:
     if args.cache_dir is not None:
         return Path(os.path.abspath(args.cache_dir))
@@ -560,12 +634,18 @@ def cache_dir_from_args(args: argparse.Namespace) -> Path:
     return default_cache_dir()
 
 
+class _CleanFormatter(logging.Formatter):
+    """Log lines may quote the archive: no control character reaches a terminal or a log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record), keep_newlines=True)
+
+
 def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=stream or sys.stderr,
-        force=True,
+        level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True
     )
     # astropy and astroquery install their own Logger class on import: their loggers are
     # quietened in archive.py once imported, never created here first.
@@ -622,7 +702,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         metadata_ttl=args.metadata_ttl,
         allow_other=args.allow_other,
         ownership=ownership_from_args(args, token),
-        timeout=args.timeout,
+        limits=limits_from_args(args),
         debug=args.debug,
         start_server=start_server,
     )
@@ -708,8 +788,8 @@ def cmd_select(args: argparse.Namespace) -> int:
             )
         fail(str(exc))
     if not change:
-        print(f"selection: {info.selection}")
-    print(info.summary)
+        print(clean(f"selection: {info.selection}"))
+    print(clean(info.summary))
     return 0
 
 
@@ -745,6 +825,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         cache_dir=cache_dir_from_args(args),
         layout=args.layout,
         reporter=reporter,
+        limits=limits_from_args(args),
     )
     try:
         session = trio.run(start)
@@ -761,10 +842,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if args.csv:
             sys.stdout.buffer.write(snap.csv)
             sys.stdout.flush()
-            print(summary, file=sys.stderr)
+            print(clean(summary), file=sys.stderr)
         else:
             print(format_table(snap.selected, state.can_read, color=sys.stdout.isatty()))
-            print(summary, flush=True)
+            print(clean(summary), flush=True)
     except BrokenPipeError:
         # `mastfs ls ... | head`: the reader has gone; stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

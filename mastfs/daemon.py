@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mastfs import runtime
+from mastfs.safetext import clean
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ class DaemonError(Exception):
 
 
 def show(tag: str, text: str, stream: TextIO | None = None) -> None:
-    """Print one event as the user sees it (stderr unless `stream` says otherwise)."""
-    print(f"mastfs: {_PREFIX[tag]}{text}", file=stream or sys.stderr, flush=True)
+    """Print one event as the user sees it (stderr unless `stream` says otherwise); text from
+    the archive may be in it, so control characters never reach the terminal."""
+    print(f"mastfs: {_PREFIX[tag]}{clean(text)}", file=stream or sys.stderr, flush=True)
 
 
 class ConsoleReporter:
@@ -72,7 +74,7 @@ class PipeReporter:
 
     def _send(self, tag: str, text: str) -> None:
         try:
-            self._out.write(f"{tag} {' '.join(text.split())}\n")
+            self._out.write(f"{tag} {clean(' '.join(text.split()))}\n")
             self._out.flush()
         except (OSError, ValueError):
             pass

@@ -59,7 +59,8 @@ class MountOptions:
     allow_other: bool = False
     # Owner and modes of the entries (`--uid/--gid/--umask/...`); None: the mounting user's.
     ownership: Ownership | None = None
-    timeout: float = 60.0
+    # Bounds on the archive's requests and answers; `limits.timeout` also bounds every read.
+    limits: archive_mod.Limits = field(default_factory=archive_mod.Limits)
     debug: bool = False
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
@@ -106,7 +107,8 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
     async with AsyncExitStack() as stack:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
-        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=opts.timeout))
+        timeout = opts.limits.timeout
+        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=timeout), timeout=timeout)
         stack.callback(fetcher.close)
         try:
             session = await open_session(
@@ -118,6 +120,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 layout=opts.layout,
                 reporter=reporter,
                 fetcher=fetcher,
+                limits=opts.limits,
             )
         except (SessionError, SelectionError) as exc:
             raise MountError(str(exc)) from exc
@@ -138,7 +141,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 cache_dir=opts.cache_dir,
                 cache_size=opts.cache_size,
                 nursery=nursery,
-                read_timeout=opts.timeout,
+                read_timeout=opts.limits.timeout,
                 metadata_ttl=opts.metadata_ttl,
             )
         )

@@ -17,15 +17,13 @@ from typing import Protocol
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs.fetch import Fetcher, FetchError, NotAuthorized
+from mastfs.archive_http import Limits
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RetryPolicy
 from mastfs.model import Product, User
 from mastfs.selection import Selection, unmatched_values
 from mastfs.state import MountState
 
 log = logging.getLogger(__name__)
-
-# Read timeout of the fetcher a session makes for its access probe when given none.
-PROBE_TIMEOUT = 30.0
 
 
 class Progress(Protocol):
@@ -88,26 +86,31 @@ async def open_session(
     layout: str,
     reporter: Progress,
     fetcher: Fetcher | None = None,
+    limits: Limits | None = None,
 ) -> Session:
     """Log in, query (falling back to the cached result offline), probe access, build state.
 
     `fetcher` (for `server` and `token`) is used for the access probe; without one, a
-    short-lived fetcher is made and closed here.
+    short-lived fetcher is made and closed here. `limits` bound every archive request and
+    answer (`archive_http.Limits`; the defaults without).
     """
-    archive = archive_mod.Archive(server, cache_dir, token)
+    limits = limits or Limits()
+    archive = archive_mod.Archive(server, cache_dir, token, limits)
     user: User | None = None
+    unchecked: archive_mod.ArchiveUnreachable | None = None
     try:
         user = await trio.to_thread.run_sync(archive.login)
     except archive_mod.ArchiveUnreachable as exc:
         # Maybe offline: the cached query result may still serve; products() decides.
-        if token:
-            reporter.warning(f"{exc}: the MAST token could not be checked")
+        unchecked = exc
     except archive_mod.ArchiveError as exc:
         raise SessionError(str(exc)) from exc
     try:
         result = await trio.to_thread.run_sync(archive.products, query, reporter.progress)
     except archive_mod.ArchiveError as exc:
         raise SessionError(str(exc)) from exc
+    if unchecked is not None and token:
+        reporter.warning(f"{unchecked}: the MAST token could not be checked")
     for note in result.notes:
         reporter.warning(note)
 
@@ -116,7 +119,7 @@ async def open_session(
         if fetcher is not None:
             readable = await probe_readable(fetcher, result.products)
         else:
-            readable = await probe_readable_at(server, token, result.products)
+            readable = await probe_readable_at(server, token, result.products, limits.timeout)
     # Selecting and building the tree takes a while for big programs: not on the trio thread.
     state = await trio.to_thread.run_sync(
         functools.partial(MountState, result.products, selection, layout, user, readable)
@@ -143,10 +146,11 @@ async def probe_readable(fetcher: Fetcher, products: Sequence[Product]) -> set[s
 
 
 async def probe_readable_at(
-    server: str, token: str | None, products: Sequence[Product]
+    server: str, token: str | None, products: Sequence[Product], timeout: float = 30.0
 ) -> set[str]:
-    """`probe_readable` with a fetcher of its own, closed before returning."""
-    fetcher = Fetcher(server, token, timeout=PROBE_TIMEOUT)
+    """`probe_readable` with a fetcher of its own (each request within `timeout` seconds),
+    closed before returning."""
+    fetcher = Fetcher(server, token, RetryPolicy(deadline=timeout), timeout=timeout)
     try:
         return await probe_readable(fetcher, products)
     finally:

@@ -1,10 +1,15 @@
-"""Pure: the terminal table of `mastfs ls`, grouped by dataset as the overlay's preview is."""
+"""Pure: the terminal table of `mastfs ls`, grouped by dataset as the overlay's preview is.
+
+Every cell is `safetext.clean`: the table goes to a terminal, and no value from the archive may
+move its cursor or change its colours.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from mastfs.model import Product
+from mastfs.safetext import clean
 from mastfs.selection import product_level, suffix
 
 _COLUMNS = ("Product Level", "Suffix", "Instrument", "Filter / Grating", "Size", "Access")
@@ -28,22 +33,21 @@ def format_table(
     rows: list[tuple[str, ...]] = []
     for dataset in sorted(groups):
         files = sorted(groups[dataset].values(), key=lambda p: p.productFilename)
-        rows.append((f"{dataset} ({len(files)})", *_COLUMNS))
+        rows.append((f"{clean(dataset)} ({len(files)})", *_COLUMNS))
         for p in files:
             access = p.dataRights
             if p.is_exclusive and not can_read(p):
                 access += " (locked)"
-            rows.append(
-                (
-                    "  " + p.productFilename,
-                    product_level(p),
-                    suffix(p),
-                    p.instrument_name.split("/")[0].upper(),
-                    p.filters,
-                    human_size(p.size),
-                    access,
-                )
+            cells = (
+                "  " + p.productFilename,
+                product_level(p),
+                suffix(p),
+                p.instrument_name.split("/")[0].upper(),
+                p.filters,
+                human_size(p.size),
+                access,
             )
+            rows.append(tuple(map(clean, cells)))
     if not rows:
         return "(no files selected)"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

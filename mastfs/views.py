@@ -6,7 +6,8 @@ followed by `URI,Size,Access,Path`. `manifest.html` is the download bundle's man
 summary, then one row per file with the Portal's columns `URI, File, Access, Status, Logged In
 User` and the Portal's status wording (see `status`). Both are deterministic for a given input;
 neither contains the time unless the caller passes one. Every value from the archive is
-HTML-escaped. Pure: no I/O.
+HTML-escaped in the manifest; in the CSV, a cell a spreadsheet would read as a formula is
+neutralised (`csv_cell`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ PORTAL_CSV_COLUMNS = ("Dataset", "Filename", "Product Level", "Suffix", "Instrum
 CSV_COLUMNS = (*PORTAL_CSV_COLUMNS, "URI", "Size", "Access", "Path")
 MANIFEST_COLUMNS = ("URI", "File", "Access", "Status", "Logged In User")
 ANONYMOUS = "anonymous"
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def instrument(p: Product) -> str:
@@ -51,26 +54,31 @@ def _path(tree: Tree, p: Product) -> str:
         return ""
 
 
+def csv_cell(text: str) -> str:
+    """`text` as a CSV cell no spreadsheet runs: one starting with `=`, `+`, `-`, `@`, a tab or
+    a line break gets a leading `'`, as OWASP recommends (quotes are the csv module's job)."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 def selection_csv(selected: Sequence[Product], tree: Tree) -> bytes:
     """UTF-8 CSV (RFC 4180, CRLF), grouped by dataset: datasets sorted, files sorted."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for p in sorted(_rows(selected), key=lambda p: (p.obs_id, p.productFilename, p.dataURI)):
-        writer.writerow(
-            (
-                p.obs_id,
-                p.productFilename,
-                product_level(p),
-                suffix(p),
-                instrument(p),
-                p.filters,
-                p.dataURI,
-                p.size,
-                p.dataRights,
-                _path(tree, p),
-            )
+        cells = (
+            p.obs_id,
+            p.productFilename,
+            product_level(p),
+            suffix(p),
+            instrument(p),
+            p.filters,
+            p.dataURI,
+            p.size,
+            p.dataRights,
+            _path(tree, p),
         )
+        writer.writerow([csv_cell(c) if isinstance(c, str) else c for c in cells])
     return out.getvalue().encode("utf-8")
 
 

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
-import trio
 
 from mastfs.archive import Query
 from mastfs.selection import Selection
-from mastfs.session import Session, SessionError, open_session
+from mastfs.session import Session, SessionError
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, TOKENS
+from tests.support.session import Recorder, run_session
 
 ADA = TOKENS[AUTHORIZED_TOKEN].display_name
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.progress_lines: list[str] = []
-        self.warnings: list[str] = []
-
-    def progress(self, text: str) -> None:
-        self.progress_lines.append(text)
-
-    def warning(self, text: str) -> None:
-        self.warnings.append(text)
 
 
 def session(
@@ -35,18 +22,7 @@ def session(
     token: str | None = None,
     selection: Selection | None = None,
 ) -> tuple[Session, Recorder]:
-    reporter = Recorder()
-    start = functools.partial(
-        open_session,
-        Query(programs=(program,)),
-        selection or Selection(),
-        server=sim_url,
-        token=token,
-        cache_dir=cache,
-        layout="nested",
-        reporter=reporter,
-    )
-    return trio.run(start), reporter
+    return run_session(sim_url, cache, Query(programs=(program,)), token=token, selection=selection)
 
 
 def test_anonymous_session_cannot_read_exclusive_access(sim_url: str, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ PURE = {
     "mastfs.views": {"mastfs.model", "mastfs.selection", "mastfs.tree"},
     "mastfs.xattrs": {"mastfs.model", "mastfs.selection"},
     "mastfs.ownership": set(),
+    "mastfs.safetext": set(),
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": set(),
