@@ -32,6 +32,14 @@ TWO_MOUNTS = "two-mounts"
 CONCURRENT = "concurrent"
 SKIPPED = "skipped"
 
+# Knobs that only shape another knob's fault (its status, its reach, how often it fires) or name
+# an alternative form of one: no case of their own.
+MODIFIERS = frozenset(
+    {"error_status", "error_downloads_only", "scope", "max_faults", "stall_after", "reset_fraction"}
+)
+# Knobs that never touch a read: the Portal query polls happen at mount time only.
+NOT_FOR_READS = frozenset({"executing_polls"})
+
 STALL_FACTOR = 3.0  # a stall lasts this many --timeouts
 CONCURRENT_READERS = 16
 
