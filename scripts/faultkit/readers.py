@@ -134,6 +134,15 @@ class Reader:
             open_ = self._pump(deadline)
         return self.tally.reads >= n or self.paused
 
+    def wait_paused(self, deadline: float) -> bool:
+        """Wait until the child has paused (`pause_after`); whether it did in time."""
+        open_ = True
+        while open_ and not self.paused:
+            if time.monotonic() >= deadline:
+                return False
+            open_ = self._pump(deadline)
+        return self.paused
+
     def resume(self) -> None:
         assert self.proc.stdin is not None
         self.paused = False

@@ -69,6 +69,11 @@ def test_case(matrix: World, case: cases.Case, reader: str, index: int) -> None:
     if not case.errors_ok:
         assert out.errors == {}, detail
     assert out.recovered_ok, detail
+    if case.kind in (cases.KILL_READ, cases.KILL_WRITE):
+        # A crash leaves no block whose bytes its checksums disprove.
+        assert out.verify_damaged == 0, detail
+    if case.kind == cases.BIT_ROT:
+        assert out.verify_damaged, f"mastfs cache verify did not report the flipped bytes: {detail}"
 
 
 def test_every_knob_has_a_case() -> None:
