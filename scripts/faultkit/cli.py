@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                 for reader in case.readers or ("-",):
                     out = run_case(w, case, reader, product=n)
                     outcomes.append(out)
+                    if out.skipped is not None:
+                        continue
                     print(
                         f"fault-matrix: {case.name}/{reader}: {out.corrupt} corrupt, "
                         f"{out.error_count} errors, slowest {out.slowest:.2f} s, "
