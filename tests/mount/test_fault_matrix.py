@@ -27,9 +27,9 @@ from scripts.faultkit.scenarios import World, flip_bytes, run_case, world
 
 pytestmark = pytest.mark.mount
 
-TIMEOUT = 5.0  # the mounts' --timeout
-# A reader hung this long (8 x --timeout) is killed and its run fails.
-PATIENCE = 40.0
+TIMEOUT = 3.0  # the mounts' --timeout
+# A reader still busy this long (almost 7 x --timeout) is killed and its run fails.
+PATIENCE = 20.0
 # Longer than PATIENCE: a read that waits for the stall to end instead of giving up on the
 # attempt at --timeout and resuming is caught hanging.
 STALL_SECONDS = 90.0
