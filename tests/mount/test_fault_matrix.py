@@ -55,7 +55,9 @@ def _params() -> list[object]:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("matrix")
-    with world(root, TIMEOUT, cases.TEST_SIZES, PATIENCE, stall_seconds=STALL_SECONDS) as w:
+    with world(
+        root, TIMEOUT, cases.TEST_SIZES, PATIENCE, STALL_SECONDS, recover_after_hang=False
+    ) as w:
         yield w
 
 
