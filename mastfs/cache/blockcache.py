@@ -161,6 +161,7 @@ class BlockCache:
         tune_process()
         Layout(options.get("block_size", DEFAULT_BLOCK_SIZE))  # a bad size fails before any I/O
         index = await trio.to_thread.run_sync(BlockIndex, Path(directory), size_limit)
+        await trio.to_thread.run_sync(index.remove_orphans)
         if nursery is None:
             async with trio.open_nursery() as own, cls._running(fetcher, index, own, options) as c:
                 yield c

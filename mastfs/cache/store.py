@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -46,10 +47,17 @@ T = TypeVar("T")
 # Threads writing blocks to disk at once. A run's O_DIRECT write waits for the device, and with
 # one writer cold reads spent a third of their time waiting for it (docs/performance.md).
 DISK_WRITERS = 3
+# Run files no row points to are removed at open once this old (seconds).
+ORPHAN_AGE = 3600.0
 # diskcache's database file in the cache directory.
 DATABASE = diskcache.core.DBNAME
 # What `get_part` answers for a block without a row.
 ABSENT = object()
+
+
+def _run_of(filename: str) -> str:
+    """The run file a row's `filename` column names (`<run>@<offset>+<length>#<sums>`)."""
+    return filename.partition("#")[0].rpartition("@")[0] or filename
 
 
 def block_key(uri: str, identity: str, index: int) -> str:
@@ -226,6 +234,37 @@ class BlockIndex:
                 self.runs.remove(stored[0].filename)
                 self._failed("write", exc)
                 return
+
+    def remove_orphans(self, min_age: float = ORPHAN_AGE) -> int:
+        """Delete run files no row points to (left by a process killed between writing a run
+        and committing its rows), once they are `min_age` seconds old: younger ones may be a
+        run another process is about to commit. They are bytes the size bound does not count.
+        Returns how many went."""
+        try:
+            referenced = {
+                _run_of(filename)
+                for (filename,) in self.db._sql(
+                    "SELECT filename FROM Cache WHERE filename IS NOT NULL"
+                ).fetchall()
+            }
+        except Exception as exc:
+            self._failed("list the cache's rows", exc)
+            return 0
+        now = time.time()
+        removed = 0
+        for path in self.directory.rglob("*.val"):
+            relative = str(path.relative_to(self.directory))
+            if relative in referenced:
+                continue
+            try:
+                if now - path.lstat().st_mtime >= min_age:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue  # gone meanwhile, or not ours to remove
+        if removed:
+            log.info("block cache %s: removed %d orphan run files", self.directory, removed)
+        return removed
 
     def get_meta(self, uri: str) -> RemoteInfo | None:
         try:
