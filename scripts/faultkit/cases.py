@@ -4,8 +4,7 @@ tests/mount/test_fault_matrix.py are both made from `CASES`.
 A case is a `kind` of scenario (how the engine runs it, `scenarios.py`), the simulator knobs it
 sets, the readers it runs with, and what a correct outcome allows: every case must show 0
 corrupt bytes and recover; `errors_ok` cases may answer EIO (the product changed under an open
-file, the daemon was killed) where the others must not; `bounded_today` is False for cases whose
-reads `--timeout` does not bound yet (tests mark them xfail).
+file, the daemon was killed, a stall outlasted `--timeout`) where the others must not.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ class Case:
     knobs: dict[str, Any] = field(default_factory=dict)
     readers: tuple[str, ...] = READERS
     errors_ok: bool = False
-    bounded_today: bool = True
     needs_root: bool = False
 
     def knobs_for(self, timeout: float) -> dict[str, Any]:
@@ -91,7 +89,6 @@ CASES: tuple[Case, ...] = (
         "a body stalls after 64 KiB for 3 × --timeout (once)",
         {"stall_after": 65536, "stall_seconds": 0.0, "max_faults": 1},
         errors_ok=True,
-        bounded_today=False,
     ),
     Case("ignore-range", KNOB, "Range ignored: 200 and the whole body", {"ignore_range": True}),
     Case("latency", KNOB, "300 ms before every answer", {"latency_ms": 300}),

@@ -7,9 +7,8 @@ expected bytes), real `mastfs mount` daemons, readers in child processes. Every 
 for the kill -9 cases); cases whose faults the product absorbs must show no error at all.
 
 No wall-clock bound here: a stalled read must return (data or EIO) rather than hang, which the
-readers' patience (far above the mounts' `--timeout`) checks. Today `--timeout` bounds only the
-retries, not one attempt, so a stall longer than the socket's read timeout keeps a read waiting
-for a minute: those cases are xfail until per-attempt deadlines land in fetch.py.
+readers' patience (far above the mounts' `--timeout`) checks: a stalled body is abandoned
+after the low-speed window and resumed on a fresh connection, and every read has a deadline.
 """
 
 from __future__ import annotations
@@ -33,18 +32,12 @@ PATIENCE = 20.0
 # Longer than PATIENCE: a read that waits for the stall to end instead of giving up on the
 # attempt at --timeout and resuming is caught hanging.
 STALL_SECONDS = 90.0
-STALL_REASON = (
-    "--timeout bounds the retries but not one attempt: a stalled body keeps the read waiting "
-    "until the socket's 60 s read timeout (per-attempt deadlines and resume are coming to fetch.py)"
-)
 
 
 def _params() -> list[object]:
     out: list[object] = []
     for index, case in enumerate(cases.CASES):
         marks: list[pytest.MarkDecorator] = []
-        if not case.bounded_today:
-            marks.append(pytest.mark.xfail(strict=False, reason=STALL_REASON))
         if case.needs_root and os.geteuid() != 0:
             marks.append(pytest.mark.skip(reason="mounts a tmpfs: needs root"))
         for reader in case.readers:
