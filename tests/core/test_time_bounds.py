@@ -11,24 +11,14 @@ import trio
 
 from mastfs.core import Core
 from mastfs.fetch import RetryPolicy, TransientError
-from mastfs.model import Product
 from mastfs.selection import Selection
 from mastfs.state import MountState
 from tests.support.cache import cache_on
-from tests.support.sim import MiB, Sim
+from tests.support.sim import MiB, Sim, product_of
 
 # A hang detector, not a performance threshold: far above the deadlines under test.
 HANG = 60
 
-
-def product_of(f: Any) -> Product:
-    return Product(
-        dataURI=f.uri,
-        productFilename=f.uri.rsplit("/", 1)[-1],
-        obs_id="o",
-        obs_collection="JWST",
-        size=f.size,
-    )
 
 
 @pytest.fixture()

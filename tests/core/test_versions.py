@@ -16,11 +16,10 @@ import pytest
 
 from mastfs.core import Core
 from mastfs.fetch import RemoteInfo, VersionChanged
-from mastfs.model import Product
 from mastfs.selection import Selection
 from mastfs.state import MountState
 from tests.support.cache import cache_on
-from tests.support.sim import MiB, Sim
+from tests.support.sim import MiB, Sim, product_of
 
 
 @pytest.fixture()
@@ -31,15 +30,6 @@ def changing(sim: Sim) -> Iterator[Any]:
     finally:
         sim.change(f.uri, generation=0)
 
-
-def product_of(f: Any) -> Product:
-    return Product(
-        dataURI=f.uri,
-        productFilename=f.uri.rsplit("/", 1)[-1],
-        obs_id="o",
-        obs_collection="JWST",
-        size=f.size,
-    )
 
 
 def test_without_an_etag_last_modified_tells_versions_apart() -> None:

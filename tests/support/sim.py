@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from mastfs.fetch import RetryPolicy
+from mastfs.model import Product
 
 MiB = 1 << 20
 AUTHORIZED_TOKEN = "mastsim-authorized-6543"
@@ -258,3 +259,14 @@ def redirector(target: str) -> Iterator[CannedServer]:
     the same path and query on `target`."""
     with canned(lambda request: Canned(302, {"Location": target + request.target})) as server:
         yield server
+
+
+def product_of(f: Any) -> Product:
+    """A minimal catalog row for a simulator file, for tests that drive the core directly."""
+    return Product(
+        dataURI=f.uri,
+        productFilename=f.uri.rsplit("/", 1)[-1],
+        obs_id="o",
+        obs_collection="JWST",
+        size=f.size,
+    )
