@@ -34,7 +34,15 @@ SKIPPED = "skipped"
 # Knobs that only shape another knob's fault (its status, its reach, how often it fires) or name
 # an alternative form of one: no case of their own.
 MODIFIERS = frozenset(
-    {"error_status", "error_downloads_only", "scope", "max_faults", "stall_after", "reset_fraction"}
+    {
+        "error_status",
+        "error_downloads_only",
+        "scope",
+        "max_faults",
+        "stall_after",
+        "reset_fraction",
+        "encoded_length",
+    }
 )
 # Knobs that never touch a read: the Portal query polls happen at mount time only.
 NOT_FOR_READS = frozenset({"executing_polls"})
@@ -93,6 +101,34 @@ CASES: tuple[Case, ...] = (
     Case("ignore-range", KNOB, "Range ignored: 200 and the whole body", {"ignore_range": True}),
     Case("latency", KNOB, "300 ms before every answer", {"latency_ms": 300}),
     Case("bandwidth", KNOB, "bodies capped at 4 MiB/s per connection", {"bandwidth": 4 * MiB}),
+    # The lying archive of issue 12: bodies that are not what their headers say.
+    Case(
+        "short-body",
+        KNOB,
+        "bodies end 1000 bytes before their Content-Length (3 times)",
+        {"short_body": 1000, "max_faults": 3},
+    ),
+    Case(
+        "long-body",
+        KNOB,
+        "bodies run 1000 bytes past their Content-Length (3 times)",
+        {"long_body": 1000, "max_faults": 3},
+    ),
+    Case("chunked", KNOB, "bodies sent chunked, without Content-Length", {"framing": "chunked"}),
+    Case(
+        "gzip",
+        KNOB,
+        "bodies gzip-coded under the stored size's Content-Length (4 times)",
+        {"content_encoding": "gzip", "encoded_length": False, "max_faults": 4},
+        errors_ok=True,
+    ),
+    Case(
+        "wrong-length",
+        KNOB,
+        "a Content-Length 1000 bytes short of the range (4 times)",
+        {"wrong_length": -1000, "max_faults": 4},
+        errors_ok=True,
+    ),
     Case(
         "executing-polls",
         SKIPPED,
