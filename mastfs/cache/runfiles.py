@@ -54,6 +54,18 @@ class Stored:
         _, mark, sums = self.filename.partition(_SUMS)
         return sums if mark else None
 
+    @classmethod
+    def from_filename(cls, filename: str) -> Stored:
+        """The reference a row's `filename` column holds; ValueError if it is not a block of a
+        run file."""
+        if _AT not in filename:
+            raise ValueError(f"not a block of a run file: {filename!r}")
+        where = filename.partition(_SUMS)[0].rpartition(_AT)[2]
+        offset, plus, length = where.partition("+")
+        if not (plus and offset.isdigit() and length.isdigit()):
+            raise ValueError(f"not a block of a run file: {filename!r}")
+        return cls(filename, int(length))
+
     def with_checksums(self, sums: str) -> Stored:
         return Stored(f"{self.filename.partition(_SUMS)[0]}{_SUMS}{sums}", self.size)
 
@@ -104,7 +116,7 @@ class RunDisk(diskcache.Disk):
         if mode == diskcache.core.MODE_PICKLE:
             raise UntrustedRow("refusing a pickled value")
         if filename:
-            confined(self._directory, _run_name(filename))
+            confined(self._directory, run_name(filename))
         if mode == diskcache.core.MODE_BINARY and filename and _AT in filename:
             path, offset, length = self._locate(filename)
             if read:
@@ -114,7 +126,7 @@ class RunDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
     def remove(self, file_path: str) -> None:
-        relative = _run_name(file_path)
+        relative = run_name(file_path)
         try:
             confined(self._directory, relative)
         except ValueError:
@@ -294,7 +306,7 @@ class RunDisk(diskcache.Disk):
             os.close(fd)
 
 
-def _run_name(filename: str) -> str:
+def run_name(filename: str) -> str:
     """The file a row's `filename` names: the run file of a block, or a stock-layout file."""
     return filename.partition(_SUMS)[0].rpartition(_AT)[0] if _AT in filename else filename
 

@@ -35,7 +35,7 @@ import trio
 
 from mastfs.cache import checksums
 from mastfs.cache.blocks import Block
-from mastfs.cache.runfiles import RunDisk, Stored
+from mastfs.cache.runfiles import RunDisk, Stored, run_name
 from mastfs.cache.stats import Counters
 from mastfs.fetch import RemoteInfo
 from mastfs.private import check_private_file, open_private, private_dir
@@ -53,11 +53,6 @@ ORPHAN_AGE = 3600.0
 DATABASE = diskcache.core.DBNAME
 # What `get_part` answers for a block without a row.
 ABSENT = object()
-
-
-def _run_of(filename: str) -> str:
-    """The run file a row's `filename` column names (`<run>@<offset>+<length>#<sums>`)."""
-    return filename.partition("#")[0].rpartition("@")[0] or filename
 
 
 def block_key(uri: str, identity: str, index: int) -> str:
@@ -242,7 +237,7 @@ class BlockIndex:
         Returns how many went."""
         try:
             referenced = {
-                _run_of(filename)
+                run_name(filename)
                 for (filename,) in self.db._sql(
                     "SELECT filename FROM Cache WHERE filename IS NOT NULL"
                 ).fetchall()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mastfs.cache import checksums
-from mastfs.cache.runfiles import Stored
+from mastfs.cache.runfiles import Stored, run_name
 from mastfs.cache.store import DATABASE, BlockIndex
 from mastfs.private import confined
 
@@ -84,14 +84,14 @@ def verify(
                 report.foreign.append(key)
                 continue
             try:
-                run = filename.partition("#")[0].rpartition("@")[0]
+                ref = Stored.from_filename(filename)
+                run = run_name(filename)
                 confined(directory, run)
             except ValueError:
                 report.foreign.append(key)
                 continue
             referenced.add(run)
-            size = int(filename.partition("#")[0].rpartition("+")[2] or 0)
-            ref = Stored(filename, size)
+            size = ref.size
             report.blocks += 1
             (data,) = index.runs.read_many([ref])
             if data is None:

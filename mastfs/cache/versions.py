@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import trio
 
 from mastfs.cache.stats import Counters
-from mastfs.cache.store import DiskTier, block_key, tag_of
+from mastfs.cache.store import DiskTier, block_key
 from mastfs.fetch import Fetcher, FetchError, NotAuthorized, NotFound, RemoteInfo
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ class Version:
     @property
     def size(self) -> int:
         return self.info.size
-
-    @property
-    def tag(self) -> str:
-        return tag_of(self.uri, self.identity)
 
     def block_key(self, index: int) -> str:
         return block_key(self.uri, self.identity, index)
