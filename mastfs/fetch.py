@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 import trio
 
 from mastfs import buffers
+from mastfs.link import Link, LinkEstimate
 
 log = logging.getLogger(__name__)
 
@@ -521,6 +522,8 @@ class Fetcher:
             ssl_context,
         )
         self._counters_lock = threading.Lock()
+        # Round trip and per-connection rate, from the range answers (under the lock).
+        self._link = LinkEstimate()
         self.counters: dict[str, int] = {
             "attempts": 0,
             "retries": 0,
@@ -534,6 +537,11 @@ class Fetcher:
     @property
     def has_token(self) -> bool:
         return self._token is not None
+
+    def link(self) -> Link | None:
+        """The link as the range answers so far measured it (`mastfs.link`)."""
+        with self._counters_lock:
+            return self._link.current()
 
     def limit_token_to(self, dataURIs: Iterable[str]) -> None:
         """Send the token only with requests for these products from now on."""
@@ -611,7 +619,9 @@ class Fetcher:
                 lo = start + got
                 hi = min(end, lo + progress.request)
                 part = f"GET {dataURI} bytes {lo}-{hi - 1}"
+                sent = time.monotonic()
                 answer = self._open("GET", dataURI, {"Range": f"bytes={lo}-{hi - 1}"})
+                headed = time.monotonic()
                 try:
                     if answer.status in (200, 206):
                         _check_body_headers(answer.headers, part)
@@ -631,9 +641,7 @@ class Fetcher:
                     progress.seen = info
                     declared = _content_length(answer.headers)
                     if declared is not None and declared != hi - lo:
-                        raise BadResponse(
-                            f"{part}: Content-Length {declared}, expected {hi - lo}"
-                        )
+                        raise BadResponse(f"{part}: Content-Length {declared}, expected {hi - lo}")
                     if progress.view is None:
                         # Taken once the answer is known good (the previous range's buffer
                         # is back in the pool by then).
@@ -641,6 +649,9 @@ class Fetcher:
                     view = progress.view
                     received, stopped = answer.read_into(view[got : got + hi - lo], self._low)
                     self._count("bytes", received)
+                    if not stopped:
+                        with self._counters_lock:
+                            self._link.record(headed - sent, received, time.monotonic() - headed)
                     if received < hi - lo:
                         # Cut (or too slow): keep what came, ask for the rest, in smaller
                         # requests, on a fresh connection.

@@ -26,6 +26,7 @@ from mastfs.cache.blocks import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_METADATA_TTL,
     DEFAULT_PARALLEL,
+    DEFAULT_PARALLEL_MAX,
     DEFAULT_READAHEAD_MAX,
     DEFAULT_REQUEST_MAX,
     Block,
@@ -93,6 +94,7 @@ class BlockCache:
         readahead_max: int = DEFAULT_READAHEAD_MAX,
         request_max: int = DEFAULT_REQUEST_MAX,
         parallel: int = DEFAULT_PARALLEL,
+        parallel_max: int = DEFAULT_PARALLEL_MAX,
         metadata_ttl: float = DEFAULT_METADATA_TTL,
         on_change: Callable[[str], None] | None = None,
         on_prefetched: Give | None = None,
@@ -120,6 +122,9 @@ class BlockCache:
             self.hand_over,
             self._obtain_ahead,
             self.versions.current,
+            fetcher.link,
+            parallel,
+            parallel_max,
         )
         self.whole = WholeStreams(
             fetcher,
@@ -130,8 +135,6 @@ class BlockCache:
             block_size,
             self._deliver_streamed,
         )
-        # Readahead's network requests queue here; foreground reads never do.
-        self._network = trio.CapacityLimiter(parallel)
         self.metadata_ttl = metadata_ttl
         self._closed = False
 
@@ -206,6 +209,13 @@ class BlockCache:
         out = self.counters.as_dict()
         out["memory_bytes"] = self.memory.size
         out["readahead_inflight_bytes"] = self.budget.fetching.used
+        shape = self.prefetcher.shape()
+        out["readahead_parallel"] = shape.parallel
+        out["readahead_request_bytes"] = shape.request_blocks * self.block_size
+        link = self._fetcher.link()
+        if link is not None:
+            out["link_rtt_us"] = int(link.rtt * 1e6)
+            out["link_rate_bps"] = int(link.rate)
         for name, value in self._fetcher.counters.items():
             out[f"http_{name}"] = value
         return out
@@ -351,7 +361,7 @@ class BlockCache:
         sequential = self.prefetcher.streams.continues(uri, offset, min_run=self.block_size // 2)
         if not missing(last) or not sequential:
             return last + 1
-        return policy.run_end(last, file_size, missing)
+        return policy.run_end(last, file_size, missing, self.prefetcher.shape().request_blocks)
 
     # -- obtaining blocks --------------------------------------------------------------------
 
@@ -473,7 +483,7 @@ class BlockCache:
             if not background:  # readahead has nothing to add to a whole-file stream
                 await self.whole.fill(uri, version, rest)
             return True
-        request_blocks = self.prefetcher.policy.request_blocks
+        request_blocks = self.prefetcher.shape().request_blocks
         run: list[tuple[int, BlockFlight]] = []
         for item in rest:
             if run and (item[0] != run[-1][0] + 1 or len(run) >= request_blocks):
@@ -501,7 +511,7 @@ class BlockCache:
         counters.requests += 1
         try:
             if background:
-                async with self._network:
+                async with self.prefetcher.network:
                     pieces, remote = await self._fetcher.get_range_split(
                         uri, start, end, bs, expected=expected
                     )

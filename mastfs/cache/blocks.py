@@ -22,8 +22,10 @@ DEFAULT_BLOCK_SIZE = 1 * MiB
 DEFAULT_MEMORY_LIMIT = 96 * MiB
 DEFAULT_READAHEAD_MAX = 64 * MiB
 DEFAULT_REQUEST_MAX = 8 * MiB
-# Readahead range requests on the network at once.
+# Readahead range requests on the network at once: at least (enough where the round trip is
+# short), and at most (where it is long, `readahead.shape_for`).
 DEFAULT_PARALLEL = 4
+DEFAULT_PARALLEL_MAX = 24
 MIN_BLOCK_SIZE = 4 * KiB
 # Seconds after which an open revalidates a product with the archive (`--metadata-ttl`).
 DEFAULT_METADATA_TTL = 60.0

@@ -2,8 +2,10 @@
 background, within the memory budget, handing what it fetched to the kernel.
 
 Readahead's network requests queue on a capacity limiter (foreground reads never do; see
-`blockcache.BlockCache._fetch_run`), and its failures are logged at debug level and never fail a
-read: readahead is a guess, and the foreground read fetches (and reports) for itself.
+`blockcache.BlockCache._fetch_run`) whose size, like the requests', follows the link the
+fetcher measures (`readahead.shape_for`), and its failures are logged at debug level and
+never fail a read: readahead is a guess, and the foreground read fetches (and reports) for
+itself.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import trio
+
 from mastfs.cache.blocks import Block
 from mastfs.cache.budget import MemoryBudget, Reservation
 from mastfs.cache.handover import HandOver
-from mastfs.cache.readahead import Policy, Stream, Streams
+from mastfs.cache.readahead import Policy, Shape, Stream, Streams, shape_for
 from mastfs.cache.tasks import Background
 from mastfs.cache.versions import Version
+from mastfs.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,9 @@ class Prefetcher:
         hand_over: HandOver,
         obtain: Obtain,
         current: Callable[[str], Version | None],
+        link: Callable[[], Link | None],
+        parallel: int,
+        parallel_max: int,
     ) -> None:
         self.policy = policy
         self.streams = Streams(policy.block_size)
@@ -47,6 +55,44 @@ class Prefetcher:
         self._current = current
         # Streams with readahead in flight: they share the budget (`Policy.window_cap`).
         self._streams_fetching = 0
+        self._link = link
+        self._parallel = parallel
+        self._parallel_max = max(parallel, parallel_max)
+        self._shape = Shape(policy.request_blocks, parallel)
+        self._shaped_samples = 0
+        # Readahead's requests on the network at once (`shape().parallel`).
+        self.network = trio.CapacityLimiter(parallel)
+
+    def shape(self) -> Shape:
+        """The current shape of readahead requests, recomputed when the link estimate moved."""
+        link = self._link()
+        if link is None or link.samples == self._shaped_samples:
+            return self._shape
+        self._shaped_samples = link.samples
+        shape = shape_for(
+            link,
+            block_size=self.policy.block_size,
+            request_blocks=self.policy.request_blocks,
+            parallel=self._parallel,
+            parallel_max=self._parallel_max,
+            inflight_max=self._budget.readahead_share,
+        )
+        old = self._shape
+        self._shape = shape
+        if (shape.request_blocks, shape.parallel, shape.refill) != (
+            old.request_blocks,
+            old.parallel,
+            old.refill,
+        ):
+            self.network.total_tokens = shape.parallel
+            log.debug(
+                "link rtt %.1f ms, %.1f MB/s per connection: readahead %d x %d blocks",
+                link.rtt * 1e3,
+                link.rate / 1e6,
+                shape.parallel,
+                shape.request_blocks,
+            )
+        return shape
 
     def note_read(
         self, uri: str, version: Version | None, offset: int, end: int, file_size: int, fetched: int
@@ -62,7 +108,7 @@ class Prefetcher:
         if stream is None or version is None:
             return stream
         cap = self.policy.window_cap(stream, self._streams_fetching, self._budget.readahead_share)
-        plan = self.policy.plan(stream, end, file_size, cap)
+        plan = self.policy.plan(stream, end, file_size, cap, self.shape())
         if plan is None:
             return stream
         issued = plan.start

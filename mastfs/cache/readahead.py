@@ -8,12 +8,22 @@ stream asks for half a window at a time in `request_max` ranges, aligned to `req
 the window is that wide (whole runs on disk, no one-block tails). Random reads never grow a
 window. Streams share the readahead budget: a stream's window is capped at its share of it.
 `prefetch.Prefetcher` runs this policy.
+
+The request size and the number of requests in flight follow the measured link
+(`shape_for`, as mountpoint-s3 sizes its parallel parts and rclone its chunk streams): where
+the round trip is a small part of a request's time (loopback), `request_max` ranges, `parallel`
+at a time, topped up by half a window; where it is not (a wide-area link), as many requests as
+reach `TARGET_RATE` within the memory budget, each as small as that needs, topped up one
+request at a time so that the link never idles.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from mastfs.link import Link
 
 # Streams remembered per product: enough for a few interleaved readers of one file.
 MAX_STREAMS = 4
@@ -22,6 +32,13 @@ MAX_STREAMS = 4
 BACKWARD_SLACK = 4
 # Products whose streams are remembered (the oldest product's are forgotten first).
 MAX_STREAM_PRODUCTS = 1024
+# The rate one reader should reach when the link allows it (bytes/s): about what one cold
+# reader gets through FUSE on these machines (docs/performance.md); beyond it, more requests in
+# flight only cost memory and connections.
+TARGET_RATE = 1.0e9
+# A shape whose modelled rate is within this factor of a larger request's is not worth the
+# extra requests (each costs a round trip of CPU on both sides).
+SHAPE_SLACK = 1.1
 
 
 @dataclass
@@ -96,9 +113,64 @@ class Streams:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How a stream's readahead goes on the network: requests of `request_blocks`, up to
+    `parallel` at once; a window is topped up once `refill` of its blocks have been consumed
+    (None: half the window). `rate` is the modelled rate, bytes/s (None: not modelled)."""
+
+    request_blocks: int
+    parallel: int
+    refill: int | None = None
+    rate: float | None = None
+
+
+def shape_for(
+    link: Link | None,
+    *,
+    block_size: int,
+    request_blocks: int,
+    parallel: int,
+    parallel_max: int,
+    inflight_max: int,
+    target: float = TARGET_RATE,
+) -> Shape:
+    """The shape that best reaches `target` bytes/s on `link`.
+
+    A request of S bytes takes `link.rtt + S / link.rate`; N of them in flight bring
+    N * S / (rtt + S / rate). Requests go from `request_blocks` down to one block, at least
+    `parallel` and at most `parallel_max` at once, never more than `inflight_max` bytes in
+    flight; the largest request whose modelled rate is within `SHAPE_SLACK` of the best wins.
+    Without an estimate, or when `parallel` requests of the largest size already reach the
+    target, the defaults (`request_blocks`, `parallel`, half-window top-ups).
+    """
+    default = Shape(request_blocks, parallel)
+    if link is None or link.rate <= 0:
+        return default
+    best: Shape | None = None
+    for blocks in range(request_blocks, 0, -1):
+        size = blocks * block_size
+        per_request = size / (link.rtt + size / link.rate)
+        fits = min(parallel_max, inflight_max // size)
+        if fits < 1:
+            continue
+        count = max(parallel, math.ceil(target / per_request))
+        count = min(count, fits)
+        rate = min(target, count * per_request)
+        if blocks == request_blocks and count <= parallel and rate >= target:
+            return Shape(request_blocks, count, None, rate)
+        if best is None or rate > (best.rate or 0.0) * SHAPE_SLACK:
+            best = Shape(blocks, count, blocks, rate)
+    if best is None:
+        return default
+    if best.parallel <= parallel and best.request_blocks == request_blocks:
+        return Shape(request_blocks, parallel, None, best.rate)
+    return best
+
+
 @dataclass(frozen=True)
 class Policy:
-    """Window sizes and request sizes, in blocks."""
+    """Window sizes and request sizes, in blocks (`request_blocks`: the largest request)."""
 
     block_size: int
     readahead_blocks: int
@@ -115,20 +187,26 @@ class Policy:
         share = budget // self.block_size // streams
         return min(self.readahead_blocks, max(self.request_blocks, share))
 
-    def plan(self, stream: Stream, end: int, file_size: int, cap: int) -> Plan | None:
+    def plan(
+        self, stream: Stream, end: int, file_size: int, cap: int, shape: Shape | None = None
+    ) -> Plan | None:
         """Grow the stream's window after a read ending at `end`; the runs to fetch next, or
-        None while the stream has more than half a window ahead of it (or is too short)."""
+        None while the stream has more than half a window (or `shape.refill` blocks of it)
+        ahead of it, or is too short. Runs are of `shape.request_blocks` (default: the
+        policy's)."""
         bs = self.block_size
+        whole = self.request_blocks if shape is None else shape.request_blocks
         if stream.run < bs // 2:
             return None
         current = (end - 1) // bs
         if current > stream.block:
             stream.window = min(cap, max(1, stream.window * 2))
             stream.block = current
-        if stream.issued - (current + 1) > stream.window // 2:
+        refill = None if shape is None else shape.refill
+        keep = stream.window // 2 if refill is None else max(0, stream.window - refill)
+        if stream.issued - (current + 1) > keep:
             return None
         blocks = -(-file_size // bs)
-        whole = self.request_blocks
         target = min(current + 1 + stream.window, blocks)
         if stream.window >= whole:
             target = min(-(-target // whole) * whole, blocks)
@@ -140,14 +218,17 @@ class Policy:
             index += count
         return Plan(start, runs)
 
-    def run_end(self, last: int, file_size: int, missing: Callable[[int], bool]) -> int:
+    def run_end(
+        self, last: int, file_size: int, missing: Callable[[int], bool], request_blocks: int = 0
+    ) -> int:
         """Where a sequential miss at block `last` should stop fetching (exclusive): the end of
-        its `request_max` run, or the first block there that is not `missing`.
+        its run of `request_blocks` (default: the policy's), or the first block there that is
+        not `missing`.
 
         One request and one run file instead of one per block, and the reader's next reads
         find their blocks in memory.
         """
-        whole = self.request_blocks
+        whole = request_blocks or self.request_blocks
         end = min((last // whole + 1) * whole, -(-file_size // self.block_size))
         stop = last + 1
         while stop < end and missing(stop):

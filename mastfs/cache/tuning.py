@@ -7,6 +7,8 @@ import ctypes
 import logging
 import sys
 
+import trio
+
 log = logging.getLogger(__name__)
 
 # Python hands the GIL to a waiting thread only after its holder has run this long (the default
@@ -16,12 +18,19 @@ GIL_SWITCH_INTERVAL = 0.0005
 # glibc malloc arenas (see `_limit_malloc_arenas`); `_M_ARENA_MAX` is mallopt's parameter.
 MALLOC_ARENAS = 1
 _M_ARENA_MAX = -8
+# Worker threads trio runs at once (its default is 40): readahead on a long link keeps up to
+# `blocks.DEFAULT_PARALLEL_MAX` range requests in threads, beside the disk's and the readers'.
+WORKER_THREADS = 64
 
 
 def tune_process() -> None:
-    """Lower the GIL switch interval to `GIL_SWITCH_INTERVAL` (process-wide; "Tuning notes")."""
+    """Lower the GIL switch interval to `GIL_SWITCH_INTERVAL` (process-wide; "Tuning notes")
+    and let trio run `WORKER_THREADS` worker threads (this trio run's default limiter)."""
     if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    limiter = trio.to_thread.current_default_thread_limiter()
+    if limiter.total_tokens < WORKER_THREADS:
+        limiter.total_tokens = WORKER_THREADS
 
 
 def _limit_malloc_arenas() -> None:

@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
     p.add_argument("--tmp", help="parent of the temporary directory (default: $TMPDIR or /tmp)")
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     p.add_argument("--helper", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    from .wan import add_arguments
+
+    add_arguments(p)
     return p, p.parse_args(argv)
 
 
@@ -44,6 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 
         helper_main(args.helper[0], args.helper[1:])
         return 0
+    if args.wan:
+        if args.list:
+            from .wan import WAN_SECTIONS
+
+            print("\n".join(WAN_SECTIONS))
+            return 0
+        logging.basicConfig(level=logging.WARNING)
+        from .wan import main as wan_main
+
+        return wan_main(args)
     if args.list:
         print("\n".join(SECTION_NAMES))
         return 0

@@ -7,6 +7,8 @@
   getheader PATH / section PATH    astropy on a mounted product, timed
   astroquery URI DESTINATION       Observations.download_file, timed (XDG_CONFIG_HOME from the
                                    caller names the server)
+  fsspec-getheader URL / fsspec-section URL   the same astropy calls on a URL, use_fsspec=True
+  fsspec-pread URL OFFSETS_FILE    the 64 KiB reads through fsspec's HTTP file (its defaults)
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def helper_main(mode: str, args: list[str]) -> None:
         "getheader": _astropy,
         "section": _astropy,
         "astroquery": _astroquery,
+        "fsspec-getheader": _astropy,
+        "fsspec-section": _astropy,
+        "fsspec-pread": _fsspec_pread,
     }
     if mode not in modes:
         raise SystemExit(f"unknown helper {mode}")
@@ -81,16 +86,33 @@ def _astropy(mode: str, args: list[str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     path = args[0]
+    remote = {"use_fsspec": True} if mode.startswith("fsspec-") else {}
     t = time.perf_counter()
-    if mode == "getheader":
-        header = fits.getheader(path)
+    if mode.endswith("getheader"):
+        header = fits.getheader(path, **remote)
         out["cards"] = len(header)
     else:
-        with fits.open(path) as hdul:
+        with fits.open(path, **remote) as hdul:
             cut = hdul[1].section[0, 0, 0:16, 0:16]
             out["shape"] = list(cut.shape)
     out["seconds"] = time.perf_counter() - t
     return out
+
+
+def _fsspec_pread(_mode: str, args: list[str]) -> dict[str, Any]:
+    import fsspec
+
+    url, offsets = args[0], _offsets(args[1])
+    lat = []
+    with fsspec.open(url, "rb") as f:
+        for off in offsets:
+            t = time.perf_counter()
+            f.seek(off)
+            data = f.read(RANDOM_SIZE)
+            lat.append(time.perf_counter() - t)
+            if len(data) != RANDOM_SIZE:
+                raise SystemExit(f"short fsspec read at {off}: {len(data)}")
+    return {"passes": [lat]}
 
 
 def _astroquery(_mode: str, args: list[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,14 +32,14 @@ class Session:
     one_gib, big, parallel: the products read; big_size: the 4 GiB product's size
     """
 
-    def __init__(self, tmp_parent: str | None) -> None:
+    def __init__(self, tmp_parent: str | None, sim_args: Sequence[str] = ()) -> None:
         self.t0 = time.monotonic()
         self.tmp = Path(tempfile.mkdtemp(prefix="mastfs-bench-", dir=tmp_parent)).absolute()
         self.notes: list[str] = []
         self._n = 0
         self.one_gib, self.big, self.parallel = ONE_GIB_URI, BIG_4G_URI, tuple(PARALLEL_URIS)
         try:
-            self.sim = Simulator(self.tmp / "sim.log")
+            self.sim = Simulator(self.tmp / "sim.log", sim_args)
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise

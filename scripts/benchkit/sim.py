@@ -11,6 +11,7 @@ import signal
 import subprocess
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,10 +25,11 @@ class Simulator:
     Its stderr goes to `log_path`, or to ours when that is None.
     """
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, extra_args: Sequence[str] = ()) -> None:
+        """`extra_args`: more `mastfs sim` options (a link's latency and bandwidth)."""
         self._log: IO[str] | None = log_path.open("w") if log_path is not None else None
         self.proc = subprocess.Popen(
-            [PY, "-m", "mastfs.sim", "--port", "0"],
+            [PY, "-m", "mastfs.sim", "--port", "0", *extra_args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -54,6 +56,17 @@ class Simulator:
         with self._opener.open(f"{self.url}/__sim/stats", timeout=30) as resp:
             stats: dict[str, Any] = json.load(resp)
         return stats
+
+    def faults(self, **knobs: Any) -> None:
+        """Change fault knobs (`POST /__sim/faults`; the others keep their values)."""
+        req = urllib.request.Request(
+            f"{self.url}/__sim/faults",
+            data=json.dumps(knobs).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with self._opener.open(req, timeout=30):
+            pass
 
     def reset(self) -> None:
         req = urllib.request.Request(f"{self.url}/__sim/stats/reset", data=b"", method="POST")

@@ -77,13 +77,13 @@ def render_block(
     return f"{header}\n\n{table}\n" + (f"\nNotes:{text}\n" if text else "")
 
 
-def write_doc(block: str) -> None:
+def write_doc(block: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace what is between the markers of DOC (or append the markers) with `block`."""
     text = DOC.read_text() if DOC.exists() else "# Performance\n\n"
-    section = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
+    section = f"{begin}\n{block}\n{end}"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
         text = before + section + after
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"

@@ -31,7 +31,9 @@ PURE = {
     "mastfs.safetext": set(),
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
-    "mastfs.cache.readahead": set(),
+    "mastfs.cache.readahead": {"mastfs.link"},
+    # The link's round trip and rate, as range answers measure them.
+    "mastfs.link": set(),
     "mastfs.cache.memory": {"mastfs.cache.blocks"},
     "mastfs.cache.stats": set(),
 }
