@@ -39,6 +39,11 @@ TARGET_RATE = 1.0e9
 # A shape whose modelled rate is within this factor of a larger request's is not worth the
 # extra requests (each costs a round trip of CPU on both sides).
 SHAPE_SLACK = 1.1
+# The link shapes readahead only where the round trip is at least this share of a full
+# request's transfer: there, each connection idles that share of the time. Below it (a loaded
+# loopback: 0.5 ms against 80 ms), a low rate per connection is the machine's (CPU, disk), and
+# more connections would not raise it.
+LATENCY_SHARE = 0.1
 
 
 @dataclass
@@ -141,11 +146,14 @@ def shape_for(
     N * S / (rtt + S / rate). Requests go from `request_blocks` down to one block, at least
     `parallel` and at most `parallel_max` at once, never more than `inflight_max` bytes in
     flight; the largest request whose modelled rate is within `SHAPE_SLACK` of the best wins.
-    Without an estimate, or when `parallel` requests of the largest size already reach the
-    target, the defaults (`request_blocks`, `parallel`, half-window top-ups).
+    Without an estimate, with a round trip under `LATENCY_SHARE` of a largest request's
+    transfer, or when `parallel` requests of the largest size already reach the target, the
+    defaults (`request_blocks`, `parallel`, half-window top-ups).
     """
     default = Shape(request_blocks, parallel)
     if link is None or link.rate <= 0:
+        return default
+    if link.rtt < LATENCY_SHARE * request_blocks * block_size / link.rate:
         return default
     best: Shape | None = None
     for blocks in range(request_blocks, 0, -1):
