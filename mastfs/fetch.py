@@ -229,6 +229,17 @@ def _content_length(headers: email.message.Message) -> int | None:
     return int(value)
 
 
+def _size_of(headers: email.message.Message, known: int | None, what: str) -> int:
+    """A whole body's size: its `Content-Length`, else the catalogue's (`known`), else a
+    `BadResponse` (nothing would tell a cut body from a whole one)."""
+    size = _content_length(headers)
+    if size is not None:
+        return size
+    if known is None:
+        raise BadResponse(f"{what}: 200 without Content-Length")
+    return known
+
+
 def _check_body_headers(headers: email.message.Message, what: str) -> None:
     """`BadResponse` unless the body is the stored bytes, delimited one way.
 
@@ -555,8 +566,14 @@ class Fetcher:
 
     # -- public operations -------------------------------------------------------------------
 
-    async def head(self, dataURI: str, *, retry: bool = True) -> RemoteInfo:
-        """Size, ETag and Last-Modified of a product; `retry=False` makes one attempt only."""
+    async def head(
+        self, dataURI: str, *, retry: bool = True, size: int | None = None
+    ) -> RemoteInfo:
+        """Size, ETag and Last-Modified of a product; `retry=False` makes one attempt only.
+
+        `size`: what the catalogue says, taken when the answer has no `Content-Length` (a
+        generated file); without it such an answer is a `BadResponse`.
+        """
         what = f"HEAD {dataURI}"
 
         def attempt() -> RemoteInfo:
@@ -564,10 +581,7 @@ class Fetcher:
             try:
                 self._check_status(answer, dataURI, what)
                 _check_body_headers(answer.headers, what)
-                size = _content_length(answer.headers)
-                if size is None:
-                    raise BadResponse(f"{dataURI}: HEAD without Content-Length")
-                return _info(answer.headers, size)
+                return _info(answer.headers, _size_of(answer.headers, size, what))
             finally:
                 answer.finish()
 
@@ -595,8 +609,12 @@ class Fetcher:
         piece_size: int,
         *,
         expected: RemoteInfo | None = None,
+        size: int | None = None,
     ) -> tuple[list[memoryview], RemoteInfo]:
         """`get_range`, its body in pieces of `piece_size` bytes (the last may be short).
+
+        `size`: the catalogue's size of the product, which `RangeIgnored` carries when a `200`
+        does not say its length (default: `expected`'s).
 
         For the block cache: the body is received once, into one buffer, and the pieces are
         views of it (no copy). Nothing else holds or writes that buffer.
@@ -612,6 +630,7 @@ class Fetcher:
         # later one must describe the same contents), and the size of the next request, halved
         # by each cut down to one piece.
         progress = _Progress(None, seen=expected, request=length)
+        known = size if size is not None else (expected.size if expected is not None else None)
 
         def attempt() -> tuple[list[memoryview], RemoteInfo]:
             while True:
@@ -626,11 +645,9 @@ class Fetcher:
                     if answer.status in (200, 206):
                         _check_body_headers(answer.headers, part)
                     if answer.status == 200:
-                        size = _content_length(answer.headers)
-                        if size is None:
-                            raise BadResponse(f"{part}: 200 without Content-Length")
+                        total = _size_of(answer.headers, known, part)
                         raise RangeIgnored(
-                            f"{part}: server ignored Range", _info(answer.headers, size)
+                            f"{part}: server ignored Range", _info(answer.headers, total)
                         )
                     if answer.status != 206:
                         self._check_status(answer, dataURI, part)
@@ -687,35 +704,45 @@ class Fetcher:
         sink: Callable[[int, bytes, RemoteInfo], Awaitable[None]],
         *,
         expected: RemoteInfo | None = None,
+        size: int | None = None,
     ) -> RemoteInfo:
         """Stream a whole product once, calling `sink(offset, chunk, info)` in order.
 
-        For servers that ignore `Range`. A retried attempt starts again from byte 0 (the server
-        cannot resume) and skips what `sink` already received, so `sink` sees every byte once.
+        For servers that ignore `Range`. A body without `Content-Length` (chunked, or ended by
+        the connection: a generated file) must bring the catalogue's `size` (default:
+        `expected`'s) exactly; a shorter one is a cut, a longer one a `BadResponse`. A retried
+        attempt asks for the rest (`Range: bytes=N-`): a `206` from there resumes, a `200`
+        starts again from byte 0 and skips what `sink` already received, so `sink` sees every
+        byte once.
         """
         what = f"GET {dataURI} (whole)"
         delivered = 0
         first: RemoteInfo | None = expected
+        known = size if size is not None else (expected.size if expected is not None else None)
 
         async def attempt() -> RemoteInfo:
             nonlocal delivered, first
-            answer = await _in_thread(self._open, "GET", dataURI, {})
+            asked = {"Range": f"bytes={delivered}-"} if delivered else {}
+            answer = await _in_thread(self._open, "GET", dataURI, asked)
             try:
-                if answer.status != 200:
+                if answer.status not in (200, 206) or (answer.status == 206 and not asked):
                     self._check_status(answer, dataURI, what)
                     raise BadResponse(f"{what}: unexpected status {answer.status}")
                 _check_body_headers(answer.headers, what)
-                size = _content_length(answer.headers)
-                if size is None:
-                    raise BadResponse(f"{what}: 200 without Content-Length")
-                info = _info(answer.headers, size)
+                if answer.status == 206:
+                    # Only a resumed attempt asks for a range: an earlier answer said the size.
+                    assert first is not None
+                    info = self._check_content_range(answer, what, delivered, first.size)
+                    position, total = delivered, info.size
+                else:
+                    total = _size_of(answer.headers, known, what)
+                    info, position = _info(answer.headers, total), 0
                 if first is not None and not first.same_content(info):
                     raise ContentChanged(f"{what}: content changed", info)
                 first = info
-                position = 0
                 buffer = memoryview(bytearray(WHOLE_CHUNK))
-                while position < size:
-                    want = min(WHOLE_CHUNK, size - position)
+                while position < total:
+                    want = min(WHOLE_CHUNK, total - position)
                     n, stopped = await _in_thread(answer.read_into, buffer[:want], self._low)
                     self._count("bytes", n)
                     skip = delivered - position
@@ -727,8 +754,10 @@ class Fetcher:
                     if n < want:
                         reason = stopped or "the connection ended"
                         raise _Retryable(
-                            f"{what}: body stopped at {position} of {size} bytes ({reason})"
+                            f"{what}: body stopped at {position} of {total} bytes ({reason})"
                         )
+                if _content_length(answer.headers) is None and not await _in_thread(answer.at_end):
+                    raise BadResponse(f"{what}: body longer than the catalogue's {total} bytes")
                 return info
             except BaseException:
                 answer.close()

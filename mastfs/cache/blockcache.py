@@ -481,7 +481,7 @@ class BlockCache:
             return True
         if self.whole.ignores_ranges(uri):
             if not background:  # readahead has nothing to add to a whole-file stream
-                await self.whole.fill(uri, version, rest)
+                await self.whole.fill(uri, version, file_size, rest)
             return True
         request_blocks = self.prefetcher.shape().request_blocks
         run: list[tuple[int, BlockFlight]] = []
@@ -513,11 +513,11 @@ class BlockCache:
             if background:
                 async with self.prefetcher.network:
                     pieces, remote = await self._fetcher.get_range_split(
-                        uri, start, end, bs, expected=expected
+                        uri, start, end, bs, expected=expected, size=file_size
                     )
             else:
                 pieces, remote = await self._fetcher.get_range_split(
-                    uri, start, end, bs, expected=expected
+                    uri, start, end, bs, expected=expected, size=file_size
                 )
         except ContentChanged as exc:
             await self.versions.learn(uri, exc.info)
@@ -529,7 +529,7 @@ class BlockCache:
         except RangeNotSatisfiable:
             # The file may have shrunk under us; a HEAD tells.
             counters.requests += 1
-            fresh = await self._fetcher.head(uri)
+            fresh = await self._fetcher.head(uri, size=file_size)
             if expected is not None and expected.same_content(fresh):
                 raise
             await self.versions.learn(uri, fresh)

@@ -144,7 +144,8 @@ class Versions:
         async with lock:
             if self._fresh(uri, max_age):
                 return
-            if await self.load(uri) is None:
+            known = await self.load(uri)
+            if known is None:
                 # Nothing known: the first response will tell (no round trip spent here).
                 if max_age == math.inf:
                     self._validated_at[uri] = trio.current_time()
@@ -152,7 +153,8 @@ class Versions:
             self._counters.revalidations += 1
             self._counters.requests += 1
             try:
-                fresh = await self._fetcher.head(uri, retry=False)
+                # A generated file's answer has no length: the known size stands for it.
+                fresh = await self._fetcher.head(uri, retry=False, size=known.size)
             except (NotAuthorized, NotFound):
                 raise
             except FetchError as exc:

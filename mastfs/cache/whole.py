@@ -67,10 +67,15 @@ class WholeStreams:
         self._ignored.add(uri)
 
     async def fill(
-        self, uri: str, version: Version | None, owned: list[tuple[int, BlockFlight]]
+        self,
+        uri: str,
+        version: Version | None,
+        file_size: int,
+        owned: list[tuple[int, BlockFlight]],
     ) -> None:
         """Wait for the flights `owned` to be resolved by the product's stream (started if
-        none runs); the caller starts over if they are not."""
+        none runs); the caller starts over if they are not. `file_size`: the size the stream
+        must bring when its answer does not say (a generated file)."""
         stream = self._streams.get(uri)
         if stream is not None and min(index for index, _ in owned) < stream.next_block:
             # That stream has passed our blocks (and failed to store them): wait it out,
@@ -79,11 +84,13 @@ class WholeStreams:
             return
         if stream is None:
             stream = self._streams[uri] = _Stream()
-            self._background.spawn(self._run, uri, version, stream)
+            self._background.spawn(self._run, uri, version, file_size, stream)
         for _, flight in owned:
             await flight.event.wait()
 
-    async def _run(self, uri: str, version: Version | None, stream: _Stream) -> None:
+    async def _run(
+        self, uri: str, version: Version | None, file_size: int, stream: _Stream
+    ) -> None:
         bs = self._block_size
         buffer = bytearray()
         known = version
@@ -105,7 +112,8 @@ class WholeStreams:
         self._counters.whole_streams += 1
         before = self._fetcher.counters["bytes"]
         try:
-            await self._fetcher.get_whole(uri, sink, expected=version.info if version else None)
+            expected = version.info if version else None
+            await self._fetcher.get_whole(uri, sink, expected=expected, size=file_size)
         except ContentChanged as exc:
             await self._versions.learn(uri, exc.info)
         except FetchError as exc:
