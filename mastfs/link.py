@@ -9,10 +9,13 @@ trip of 0.2 ms and 1.5 GB/s per connection (loopback) calls for few large reques
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from dataclasses import dataclass
 
-# Weight of a new sample in the moving averages: a few requests move the estimate.
-ALPHA = 0.25
+# Answers the estimate remembers: enough to ride over a few odd ones, few enough to follow a
+# link that changes.
+WINDOW = 16
 # Bodies shorter than this say little about the rate (their time is mostly scheduling).
 MIN_RATE_BODY = 256 << 10
 
@@ -28,32 +31,31 @@ class Link:
 
 
 class LinkEstimate:
-    """Exponentially weighted moving averages of the round trip and the per-connection rate.
+    """The round trip and the per-connection rate of the last `WINDOW` answers.
 
-    Not thread-safe: its owner serialises `record` (the fetcher does, under its lock).
+    The round trip is the smallest of them, as BBR takes it: the link's own delay, without the
+    time a server spent producing a file or a busy machine spent scheduling the thread (one
+    7-second first answer from a server generating its file must not make loopback look like
+    a long link). The rate is their median. Not thread-safe: its owner serialises `record`
+    (the fetcher does, under its lock).
     """
 
     def __init__(self) -> None:
-        self._rtt: float | None = None
-        self._rate: float | None = None
+        self._rtts: deque[float] = deque(maxlen=WINDOW)
+        self._rates: deque[float] = deque(maxlen=WINDOW)
         self._samples = 0
 
     def record(self, header_s: float, body_bytes: int, body_s: float) -> None:
         """One answer: `header_s` until its headers, then `body_bytes` in `body_s`."""
         if header_s < 0 or body_s < 0 or body_bytes < 0:
             return
-        self._rtt = header_s if self._rtt is None else _mix(self._rtt, header_s)
+        self._rtts.append(header_s)
         if body_bytes >= MIN_RATE_BODY and body_s > 0:
-            rate = body_bytes / body_s
-            self._rate = rate if self._rate is None else _mix(self._rate, rate)
+            self._rates.append(body_bytes / body_s)
         self._samples += 1
 
     def current(self) -> Link | None:
         """The estimate, or None until a body long enough to tell the rate was received."""
-        if self._rtt is None or self._rate is None:
+        if not self._rtts or not self._rates:
             return None
-        return Link(self._rtt, self._rate, self._samples)
-
-
-def _mix(old: float, new: float) -> float:
-    return old + ALPHA * (new - old)
+        return Link(min(self._rtts), statistics.median(self._rates), self._samples)

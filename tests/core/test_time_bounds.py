@@ -20,7 +20,6 @@ from tests.support.sim import MiB, Sim, product_of
 HANG = 60
 
 
-
 @pytest.fixture()
 def stalled(sim: Sim) -> Any:
     f = sim.pick(min_size=4 * MiB, max_size=40 * MiB, index=7)

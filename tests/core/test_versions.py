@@ -31,7 +31,6 @@ def changing(sim: Sim) -> Iterator[Any]:
         sim.change(f.uri, generation=0)
 
 
-
 def test_without_an_etag_last_modified_tells_versions_apart() -> None:
     a = RemoteInfo(2880, None, "Mon, 01 Dec 2026 10:00:00 GMT")
     b = RemoteInfo(2880, None, "Tue, 02 Dec 2026 10:00:00 GMT")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mastfs.cache.readahead import LATENCY_SHARE, Policy, Shape, Stream, shape_for
-from mastfs.link import MIN_RATE_BODY, Link, LinkEstimate
+from mastfs.link import MIN_RATE_BODY, WINDOW, Link, LinkEstimate
 
 MiB = 1 << 20
 BS = MiB
@@ -111,9 +111,20 @@ def test_the_estimate_needs_a_long_enough_body_and_follows_the_link() -> None:
     first = link.current()
     assert first is not None and first.rtt == pytest.approx(0.08)
     assert first.rate == pytest.approx(25e6) and first.samples == 2
-    for _ in range(40):
+    for _ in range(WINDOW):
         link.record(0.0003, MIN_RATE_BODY, MIN_RATE_BODY / 1.5e9)
     moved = link.current()
-    assert moved is not None and moved.rtt < 0.001 and moved.rate > 1e9
+    assert moved is not None and moved.rtt == pytest.approx(0.0003)
+    assert moved.rate == pytest.approx(1.5e9)
     link.record(-1.0, 8 * MiB, 1.0)  # nonsense is ignored
     assert link.current() == moved
+
+
+def test_one_slow_answer_does_not_make_a_short_link_look_long() -> None:
+    link = LinkEstimate()
+    link.record(7.0, 8 * MiB, 1.0)  # a server generating the file first
+    for _ in range(3):
+        link.record(0.0004, 8 * MiB, 8 * MiB / 1e9)
+    got = link.current()
+    assert got is not None and got.rtt == pytest.approx(0.0004)
+    assert got.rate == pytest.approx(1e9)
