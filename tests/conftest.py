@@ -102,6 +102,15 @@ def sim(sim_server: Any) -> Iterator[Any]:
         control.close()
 
 
+@pytest.fixture(params=("fast", "mast"))
+def profile(request: pytest.FixtureRequest, sim: Any) -> str:
+    """The session simulator under each profile in turn ("mast" at the tests' time scale,
+    `tests/support/sim.py`); cleared after the test with the other faults."""
+    name = str(request.param)
+    sim.profile(name)
+    return name
+
+
 @pytest.fixture(scope="session")
 def sim_control(sim_url: str) -> Iterator[Any]:
     """The simulator's HTTP control endpoints as they are (no reset, no clearing): for module

@@ -35,17 +35,24 @@ def token(h: BaseHandler) -> str | None:
 
 
 def access_denied(h: BaseHandler, f: SimFile) -> tuple[int, str] | None:
-    """None if this request may read `f`, else (401|403, message)."""
+    """None if this request may read `f`, else (401|403, message).
+
+    A user without rights gets 403, or 401 under `auth_401_only` (as MAST appears to answer
+    every authorization failure); an expired token is refused like an unknown one.
+    """
     if (f.dataRights or "").upper() != EXCLUSIVE_ACCESS:
         return None
     found = token(h)
     if found is None:
         return 401, f"{f.uri} is exclusive access: authentication required"
+    if found in h.sim.expired_tokens:
+        return 401, "expired MAST API token"
     user = h.sim.tokens.get(found)
     if user is None:
         return 401, "invalid or expired MAST API token"
     if str(f.proposal_id) not in user.proposals:
-        return 403, (
+        status = 401 if h.sim.faults.settings.auth_401_only else 403
+        return status, (
             f"{user.display_name} is not authorized for exclusive-access data of program "
             f"{f.proposal_id}"
         )
@@ -88,4 +95,4 @@ def whoami(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
     h.send_json(200, info, plan=plan, stat="whoami")
 
 
-ROUTES = (Route(("/whoami",), whoami),)
+ROUTES = (Route(("/whoami",), whoami, api=True),)

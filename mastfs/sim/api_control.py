@@ -65,6 +65,7 @@ def control(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
         }
         h.send_json(200, answer)
     elif path == "/__sim/health":
-        h.send_json(200, {"status": "OK", "url": sim.url})
+        urls = {"url": sim.url, "files_url": sim.files_url, "resolver_url": sim.resolver_url}
+        h.send_json(200, {"status": "OK", **urls})
     else:
         h.send_json(404, error_body(f"unknown control endpoint {method} {path}"))

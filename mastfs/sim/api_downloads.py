@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
 from mastfs.sim.api_auth import access_denied
+from mastfs.sim.api_auth import token as auth_token
 from mastfs.sim.faults import Lie, RequestPlan
 from mastfs.sim.handler import Route
 from mastfs.sim.portal import error_body
@@ -108,14 +109,17 @@ def _etag_list(header: str) -> list[str]:
     return [t.strip() for t in header.split(",") if t.strip()]
 
 
-def _weak_match(header: str, etag: str) -> bool:
+def _weak_match(header: str, etag: str | None) -> bool:
     def bare(t: str) -> str:
         return t[2:] if t.startswith("W/") else t
 
-    return any(t == "*" or bare(t) == bare(etag) for t in _etag_list(header))
+    return any(t == "*" or (etag and bare(t) == bare(etag)) for t in _etag_list(header))
 
 
-def _strong_match(header: str, etag: str) -> bool:
+def _strong_match(header: str, etag: str | None) -> bool:
+    if etag is None:
+        # The file exists, so `*` matches; no tag can match an answer without an ETag.
+        return header.strip() == "*"
     if etag.startswith("W/"):
         return False
     return any(t == "*" or t == etag for t in _etag_list(header))
@@ -140,30 +144,45 @@ def download(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
 
 
 def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None:
-    """Answer a request for the bytes of `uri` (also the directory view's file links)."""
+    """Answer a request for the bytes of `uri` (also the directory view's file links and the
+    second host's `/url/` files, `hosts.py`)."""
     sim = h.sim
     plan = sim.faults.plan(uri, True)
     if plan.latency:
         time.sleep(plan.latency)
     if plan.error_status is not None:
-        h.send_json(plan.error_status, error_body("simulated server error"), uri=uri)
+        body = error_body("simulated server error")
+        h.send_json(plan.error_status, body, plan.error_headers(), uri=uri)
         return
     if f is None:
         h.send_json(404, error_body(f"File not found: {uri}"), uri=uri)
         return
-    denied = access_denied(h, f)
-    if denied is not None:
-        status, msg = denied
-        extra = [("WWW-Authenticate", 'Bearer realm="mast"')] if status == 401 else []
-        h.send_json(status, error_body(msg), extra, uri=uri)
-        return
+    manners = sim.faults.settings
+    elsewhere = h.host_name != "archive"
+    if elsewhere:
+        if auth_token(h) is not None:
+            sim.stats.mark_token_elsewhere(uri)
+    else:
+        if manners.url_redirect and is_url_product(uri) and sim.files_url:
+            location = sim.files_url + url_path(uri)
+            h.send_json(302, error_body("found elsewhere"), [("Location", location)], uri=uri)
+            return
+        denied = access_denied(h, f)
+        if denied is not None:
+            status, msg = denied
+            extra = [("WWW-Authenticate", 'Bearer realm="mast"')] if status == 401 else []
+            h.send_json(status, error_body(msg), extra, uri=uri)
+            return
+    ignore_range = plan.ignore_range or (elsewhere and manners.redirect_ignores_range)
+    has_etag = not (manners.no_etag and manners.no_etag in uri)
+    no_length = bool(manners.no_length and manners.no_length in uri)
 
     size = f.size
-    etag = quoted_etag(f.etag)
+    etag = quoted_etag(f.etag) if has_etag else None
     headers = [
         ("Content-Type", content_type(f.filename)),
-        ("Accept-Ranges", "none" if plan.ignore_range else "bytes"),
-        ("ETag", etag),
+        ("Accept-Ranges", "none" if ignore_range else "bytes"),
+        *([("ETag", etag)] if etag else []),
         ("Last-Modified", http_date(f.last_modified)),
         ("Content-Disposition", content_disposition(f.filename)),
     ]
@@ -185,7 +204,7 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
         h.send(304, b"", validators, uri=uri)
         return
 
-    rng = None if plan.ignore_range else parse_range(hdrs.get("Range"), size)
+    rng = None if ignore_range else parse_range(hdrs.get("Range"), size)
     if rng is not None and hdrs.get("If-Range") and not _if_range_holds(h, f, etag):
         rng = None
     if isinstance(rng, _Unsatisfiable):
@@ -197,25 +216,45 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
     else:
         status, start, end = 206, rng[0], rng[1] + 1
         headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
-    length = end - start
+    length: int | None = end - start
 
     lie = plan.lie(method)
     if lie is not None:
         send_lie(h, method, f, status, headers, start, end, lie)
         return
-    sim.stats.record_file(uri, method, status)
+    if no_length:
+        headers.append(("Transfer-Encoding", "chunked"))
+        h.chunked = method != "HEAD"
+        length = None
+    sim.stats.record_file(uri, method, status, host=h.host_name)
     h.write(h.head(status, headers, length))
     h.sent_headers = True
-    if method == "HEAD" or length == 0:
+    if method == "HEAD" or end == start:
+        if h.chunked:
+            h.write(b"0\r\n\r\n")
         return
-    body_plan = plan.body(length)
+    body_plan = plan.body(end - start)
     h.body_sent = 0
     h.stat_uri = uri
     if body_plan is None:
         for chunk in f.iter_range(start, end, CHUNK):
             h.write_body(chunk)
     else:
-        h.stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
+        h.stream_slow(f.iter_range(start, end, CHUNK), end - start, body_plan)
+    if h.chunked:
+        h.write(b"0\r\n\r\n")
+
+
+def is_url_product(uri: str) -> bool:
+    """`mast:<MISSION>/url/...`: a product another host serves."""
+    mission, sep, rest = uri.removeprefix("mast:").partition("/")
+    return uri.startswith("mast:") and bool(mission) and bool(sep) and rest.startswith("url/")
+
+
+def url_path(uri: str) -> str:
+    """Where the second host serves a `/url/` product: `/<mission>/<rest>` (`hosts.py`)."""
+    mission, _, rest = uri.removeprefix("mast:").partition("/")
+    return f"/{mission.lower()}/{rest.removeprefix('url/')}"
 
 
 def send_lie(
@@ -281,10 +320,10 @@ def send_lie(
 _FILLER = b"EXTRA BYTES FROM A LYING ARCHIVE\n"
 
 
-def _if_range_holds(h: BaseHandler, f: SimFile, etag: str) -> bool:
+def _if_range_holds(h: BaseHandler, f: SimFile, etag: str | None) -> bool:
     value = h.headers["If-Range"].strip()
     if value.startswith(('"', "W/")):
-        return not etag.startswith("W/") and value == etag
+        return etag is not None and not etag.startswith("W/") and value == etag
     if not _is_date(value):
         return False
     return int(email.utils.parsedate_to_datetime(value).timestamp()) == int(f.last_modified)
@@ -339,5 +378,5 @@ def bundle(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
 
 ROUTES = (
     Route(("/api/v0.1/Download/file", "/jwst/api/v0.1/Download/file"), download, own_faults=True),
-    Route(("/api/v0.1/Download/bundle.sh", "/api/v0.1/Download/bundle"), bundle),
+    Route(("/api/v0.1/Download/bundle.sh", "/api/v0.1/Download/bundle"), bundle, api=True),
 )

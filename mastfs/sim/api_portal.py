@@ -6,7 +6,8 @@ The answers come from `portal.Portal`; this module only unpacks requests and fra
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from mastfs.sim.faults import NO_FAULTS, RequestPlan
@@ -40,7 +41,10 @@ def invoke(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
                 stat="invoke",
             )
             return
-        result = h.sim.portal.invoke(mashup)
+        settings = h.sim.faults.settings
+        result = h.sim.portal.invoke(mashup, ffi=settings.tess_ffi)
+        if mashup["service"] == PRODUCTS:
+            _product_manners(h, mashup, result)
     except PortalError as e:
         h.send_json(e.http_status, error_body(e.msg), plan=plan, stat="invoke")
         return
@@ -48,6 +52,28 @@ def invoke(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
         h.send_json(400, error_body("request is not UTF-8"), plan=plan, stat="invoke")
         return
     h.send_json(200, result, plan=plan, stat="invoke")
+
+
+PRODUCTS = "Mast.Caom.Products"
+
+
+def _product_manners(h: BaseHandler, mashup: dict[str, Any], result: dict[str, Any]) -> None:
+    """A product list as the real archive serves one: too big a request gets its connection
+    reset, a big result takes server time (knobs `products_max_*`, `product_ms_per_row`)."""
+    settings = h.sim.faults.settings
+    obsid = (mashup.get("params") or {}).get("obsid")
+    ids = obsid if isinstance(obsid, list) else str(obsid or "").split(",")
+    asked = len([x for x in ids if str(x).strip()])
+    rows = int((result.get("paging") or {}).get("rowsFiltered") or 0)
+    too_many = settings.products_max_obs is not None and asked > settings.products_max_obs
+    too_big = settings.products_max_rows is not None and rows > settings.products_max_rows
+    if too_many or too_big:
+        h.sim.stats.record_service(PRODUCTS + " (reset)")
+        h.abort()
+    key = json.dumps({k: v for k, v in mashup.items() if k != "page"}, sort_keys=True)
+    cost = h.sim.faults.product_cost(key, rows)
+    if cost > 0:
+        time.sleep(cost)
 
 
 def columns_config(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
@@ -72,8 +98,9 @@ def santa(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
     h.send_json(200, {"resolvedCoordinate": entries, "status": ""}, plan=plan, stat="santa")
 
 
+SANTA = Route(("/Santa-war/query", "/Santa-war/query/"), santa, api=True)
 ROUTES = (
-    Route(("/api/v0/invoke",), invoke),
-    Route(("/portal/Mashup/Mashup.asmx/columnsconfig",), columns_config),
-    Route(("/Santa-war/query", "/Santa-war/query/"), santa),
+    Route(("/api/v0/invoke",), invoke, api=True),
+    Route(("/portal/Mashup/Mashup.asmx/columnsconfig",), columns_config, api=True),
+    SANTA,
 )

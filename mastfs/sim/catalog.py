@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from mastfs.sim import hla
 from mastfs.sim.columns import OBSERVATION_FIELDS, PRODUCT_FIELDS, columns_config
 from mastfs.sim.content import SimFile
 from mastfs.sim.expand import MRP, ObsRecord, expand, product_row
@@ -32,6 +33,8 @@ __all__ = [
     "BIG_4G_URI",
     "EA_PROPOSAL",
     "EXCLUSIVE_ACCESS",
+    "EXPIRED_TOKEN",
+    "EXPIRED_TOKENS",
     "GIB",
     "HOSTILE_FILENAME",
     "HOSTILE_URI",
@@ -72,6 +75,9 @@ TOKENS: dict[str, Token] = {
     AUTHORIZED_TOKEN: Token(AUTHORIZED_TOKEN, "Ada Authorized", frozenset({"6543"})),
     UNAUTHORIZED_TOKEN: Token(UNAUTHORIZED_TOKEN, "Una Unauthorized", frozenset()),
 }
+# Ada's token of last season: expired, so refused (401) like an unknown one.
+EXPIRED_TOKEN = "mastsim-expired-6543"
+EXPIRED_TOKENS = frozenset({EXPIRED_TOKEN})
 
 
 def _jw(name: str) -> str:
@@ -102,6 +108,8 @@ class Catalog:
         self._names: dict[str, tuple[float, float, str]] = {}
         for spec in programs() if specs is None else specs:
             self._add(spec)
+        if specs is None:
+            self._add_hla()
         self.observations: list[dict[str, object]] = [o.row for o in self._obs]
         log.debug("catalog: %d observations, %d files", len(self._obs), len(self._files))
 
@@ -147,6 +155,15 @@ class Catalog:
         canonical = spec.names[0]
         for name in spec.names:
             self._names[_name_key(name)] = (spec.ra, spec.dec, canonical)
+
+    def _add_hla(self) -> None:
+        records, files = hla.program(self._files)
+        for obs in records:
+            self._obs.append(obs)
+            self._by_obsid[obs.obsid] = obs
+        self._files.update(files)
+        for name in hla.NAMES:
+            self._names[_name_key(name)] = (hla.RA, hla.DEC, hla.NAMES[0])
 
 
 def _name_key(name: str) -> str:

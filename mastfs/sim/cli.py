@@ -7,6 +7,8 @@ with `--port 0` and read where it listens. SIGINT and SIGTERM stop it cleanly wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import signal
 import sys
@@ -14,6 +16,7 @@ import threading
 from types import FrameType
 from typing import NoReturn
 
+from mastfs.sim import profiles
 from mastfs.sim.faults import ENCODINGS, FRAMINGS, FaultConfigError, Faults, FaultSettings
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: requests)")
+    p.add_argument(
+        "--profile",
+        choices=profiles.names(),
+        default="fast",
+        help='knobs to start with: "fast" (default: at once, no limits) or "mast" (the real '
+        "archive's latency, bandwidth and manners; docs/simulator.md)",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply the profile's times by this (0.1: ten times faster), bandwidth by 1/it",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="set any knob (JSON value, e.g. no_etag='\"mast:\"' or burst_every=20); repeatable",
+    )
+    p.add_argument(
+        "--other-host",
+        help="address of the files and resolver hosts (default 127.0.0.2 on loopback)",
+    )
     f = p.add_argument_group("faults (all off by default; also settable via POST /__sim/faults)")
     f.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
     f.add_argument("--bandwidth", type=int, default=0, help="body bytes/s per connection cap")
@@ -76,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse_sets(items: list[str]) -> dict[str, object]:
+    """`--set KNOB=VALUE` items as knob values (JSON; a bare word is a string)."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        if not eq or not name.strip():
+            raise FaultConfigError(f"--set {item!r}: expected KNOB=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[name.strip()] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -85,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        faults = Faults(
+        flags = dataclasses.asdict(
             FaultSettings(
                 latency_ms=args.latency_ms,
                 bandwidth=args.bandwidth,
@@ -108,13 +150,18 @@ def main(argv: list[str] | None = None) -> int:
                 wrong_length=args.wrong_length,
             )
         )
+        # Flags left at their defaults do not undo the profile's knobs; --set can.
+        overrides = {k: v for k, v in flags.items() if v != getattr(FaultSettings(), k)}
+        overrides.update(_parse_sets(args.set))
+        faults = Faults(profiles.settings(args.profile, args.time_scale))
+        faults.update(overrides)  # checks each knob's name and type
     except FaultConfigError as e:
         print(f"mastfs sim: error: {e}", file=sys.stderr)
         return 2
 
     from mastfs.sim.server import SimServer
 
-    server = SimServer(host=args.host, port=args.port, faults=faults)
+    server = SimServer(host=args.host, port=args.port, faults=faults, other_host=args.other_host)
     try:
         server.start()
     except OSError as e:
@@ -137,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"mastfs sim: MAST archive simulator on {server.url} "
-            f"({len(server.catalog.observations)} observations); tokens: {tokens}. "
+            f"({len(server.catalog.observations)} observations, profile {args.profile}); "
+            f"files host {server.files_url}, resolver {server.resolver_url}; tokens: {tokens}. "
             "Ctrl-C stops it.",
             file=sys.stderr,
             flush=True,

@@ -35,6 +35,9 @@ ROUTES: tuple[Route, ...] = (
 
 
 class Handler(BaseHandler):
+    # What this server answers: the archive's routes (hosts.py gives its other hosts theirs).
+    routes: tuple[Route, ...] = ROUTES
+
     def route(self, method: str) -> None:
         target = self.path
         if target.startswith(("http://", "https://")):
@@ -61,15 +64,16 @@ class Handler(BaseHandler):
             )
             return
 
-        route = next((r for r in ROUTES if r.matches(path)), None)
+        route = next((r for r in self.routes if r.matches(path)), None)
         if route is not None and route.own_faults:
             route.handle(self, req, NO_FAULTS)
             return
-        plan = self.sim.faults.plan(path, False)
+        plan = self.sim.faults.plan(path, False, route is not None and route.api)
         if plan.latency:
             time.sleep(plan.latency)
         if plan.error_status is not None:
-            self.send_json(plan.error_status, error_body("simulated server error"), stat="error")
+            answer = error_body("simulated server error")
+            self.send_json(plan.error_status, answer, plan.error_headers(), stat="error")
             return
         if route is None:
             self.send_json(404, error_body(f"no such endpoint: {path}"), stat="unknown")

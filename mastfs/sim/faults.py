@@ -63,6 +63,33 @@ class FaultSettings:
     encoded_length: bool = True
     # add this many bytes (may be negative) to the Content-Length header, body unchanged.
     wrong_length: int = 0
+    # -- the real archive's manners (issue 14; the "mast" profile sets them, `profiles.py`) --
+    # Sleep this much more before answering an API call (Portal, columnsconfig, whoami, the
+    # resolver, bundle), on top of `latency_ms`.
+    api_latency_ms: float = 0.0
+    # Server time per row of a `Mast.Caom.Products` result, spent on its first page only.
+    product_ms_per_row: float = 0.0
+    # Reset the connection (no answer) of a product-list request naming more observations,
+    # or whose result has more rows, than this.
+    products_max_obs: int | None = None
+    products_max_rows: int | None = None
+    # Every authorization failure is 401 (else a user without rights gets 403).
+    auth_401_only: bool = False
+    # Downloads whose URI contains this text come without ETag (Last-Modified only) ...
+    no_etag: str = ""
+    # ... or without Content-Length (chunked), as MAST's generated files do ("" = none).
+    no_length: str = ""
+    # `mast:<MISSION>/url/...` downloads answer 302 to the simulator's second host ...
+    url_redirect: bool = False
+    # ... which answers Range with 200 and the whole body.
+    redirect_ignores_range: bool = False
+    # Cone and position searches also find TESS and TICA full-frame-image observations.
+    tess_ffi: bool = False
+    # Of every `burst_every` requests, the first `burst_length` are answered 503 ...
+    burst_every: int = 0
+    burst_length: int = 0
+    # ... with `Retry-After: N` (whole seconds), also sent with `error_rate` errors.
+    retry_after: int | None = None
 
     def validate(self) -> None:
         if self.latency_ms < 0:
@@ -91,6 +118,15 @@ class FaultSettings:
             raise FaultConfigError("long_body must be >= 1 (bytes added to each body)")
         if self.framing not in FRAMINGS:
             raise FaultConfigError(f"framing must be one of {', '.join(FRAMINGS)}")
+        for name in ("api_latency_ms", "product_ms_per_row", "burst_every", "burst_length"):
+            if getattr(self, name) < 0:
+                raise FaultConfigError(f"{name} must be >= 0")
+        for name in ("products_max_obs", "products_max_rows", "retry_after"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise FaultConfigError(f"{name} must be >= 0")
+        if self.burst_length > self.burst_every:
+            raise FaultConfigError("burst_length must be <= burst_every")
         if self.content_encoding not in ("", *ENCODINGS):
             codings = ", ".join(ENCODINGS)
             raise FaultConfigError(f'content_encoding must be "" (none) or one of {codings}')
@@ -134,6 +170,19 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "content_encoding": (str,),
     "encoded_length": (bool,),
     "wrong_length": (int,),
+    "api_latency_ms": (int, float),
+    "product_ms_per_row": (int, float),
+    "products_max_obs": (int,),
+    "products_max_rows": (int,),
+    "auth_401_only": (bool,),
+    "no_etag": (str,),
+    "no_length": (str,),
+    "url_redirect": (bool,),
+    "redirect_ignores_range": (bool,),
+    "tess_ffi": (bool,),
+    "burst_every": (int,),
+    "burst_length": (int,),
+    "retry_after": (int,),
 }
 _NULLABLE = {
     "reset_after",
@@ -142,6 +191,9 @@ _NULLABLE = {
     "max_faults",
     "short_body",
     "long_body",
+    "products_max_obs",
+    "products_max_rows",
+    "retry_after",
 }
 # Body framings and content codings the lying knobs know.
 FRAMINGS = ("length", "chunked", "close")
@@ -180,6 +232,12 @@ class RequestPlan:
     # Set for downloads under active body faults; see `body()`.
     faults: Faults | None = None
     bandwidth: int = 0
+    # Seconds for a `Retry-After` header on an injected error.
+    retry_after: int | None = None
+
+    def error_headers(self) -> list[tuple[str, str]]:
+        """Headers of the injected error answer (`Retry-After` when set)."""
+        return [] if self.retry_after is None else [("Retry-After", str(self.retry_after))]
 
     def lie(self, method: str) -> Lie | None:
         """How this download answer lies, if it does; counted against `max_faults` here.
@@ -215,6 +273,8 @@ class Faults:
     _error_acc: float = 0.0
     _fired: int = 0
     _executing: dict[str, int] = field(default_factory=dict, repr=False)
+    _burst_seen: int = 0
+    _costed: dict[str, None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.settings.validate()
@@ -249,6 +309,8 @@ class Faults:
             self._error_acc = 0.0
             self._fired = 0
             self._executing.clear()
+            self._burst_seen = 0
+            self._costed.clear()
             self.active = new.active()
         log.info("faults now %s", dataclasses.asdict(new))
 
@@ -258,28 +320,40 @@ class Faults:
             self._error_acc = 0.0
             self._fired = 0
             self._executing.clear()
+            self._burst_seen = 0
+            self._costed.clear()
             self.active = False
 
     def _budget_left(self) -> bool:
         limit = self.settings.max_faults
         return limit is None or self._fired < limit
 
-    def plan(self, target: str, is_download: bool) -> RequestPlan:
-        """Decide the faults for one request. `target` is the data URI or the request path."""
+    def plan(self, target: str, is_download: bool, is_api: bool = False) -> RequestPlan:
+        """Decide the faults for one request. `target` is the data URI or the request path;
+        `is_api`: an API call (Portal, auth, resolver), which `api_latency_ms` slows."""
         if not self.active:
             return NO_FAULTS
         with self._lock:
             s = self.settings
             if s.scope and s.scope not in target:
                 return NO_FAULTS
-            latency = s.latency_ms / 1000.0
-            if s.error_rate > 0 and (is_download or not s.error_downloads_only):
+            latency = (s.latency_ms + (s.api_latency_ms if is_api else 0.0)) / 1000.0
+            eligible = is_download or not s.error_downloads_only
+            if s.burst_every and eligible:
+                place = self._burst_seen % s.burst_every
+                self._burst_seen += 1
+                if place < s.burst_length and self._budget_left():
+                    self._fired += 1
+                    return RequestPlan(latency=latency, error_status=503, retry_after=s.retry_after)
+            if s.error_rate > 0 and eligible:
                 self._error_acc += s.error_rate
                 # A small tolerance so that e.g. 10 x 0.1 adds up to one error.
                 if self._error_acc >= 1.0 - 1e-9 and self._budget_left():
                     self._error_acc -= 1.0
                     self._fired += 1
-                    return RequestPlan(latency=latency, error_status=s.error_status)
+                    return RequestPlan(
+                        latency=latency, error_status=s.error_status, retry_after=s.retry_after
+                    )
             body_faults = s.body_faults() or s.lies()
             return RequestPlan(
                 latency=latency,
@@ -323,6 +397,20 @@ class Faults:
                 return None
             self._fired += 1
             return lie
+
+    def product_cost(self, key: str, rows: int) -> float:
+        """Seconds of server time for a product list of `rows` rows: spent the first time the
+        request `key` (its JSON without the page) is seen, as MAST keeps a result for its pages."""
+        per_row = self.settings.product_ms_per_row
+        if not self.active or per_row <= 0:
+            return 0.0
+        with self._lock:
+            if key in self._costed:
+                return 0.0
+            self._costed[key] = None
+            if len(self._costed) > 10000:
+                self._costed.clear()
+        return rows * per_row / 1000.0
 
     def executing_poll(self, key: str) -> bool:
         """True if this poll of the Portal request `key` should be answered EXECUTING."""

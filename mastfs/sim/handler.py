@@ -46,12 +46,14 @@ Handle = Callable[["BaseHandler", Request, RequestPlan], None]
 
 @dataclass(frozen=True)
 class Route:
-    """Paths one API answers. `own_faults`: it plans faults itself (per data URI, not path)."""
+    """Paths one API answers. `own_faults`: it plans faults itself (per data URI, not path);
+    `api`: an API call, slowed by `api_latency_ms`."""
 
     paths: tuple[str, ...]
     handle: Handle
     prefix: str = ""
     own_faults: bool = False
+    api: bool = False
 
     def matches(self, path: str) -> bool:
         return path in self.paths or bool(self.prefix and path.startswith(self.prefix))
@@ -68,6 +70,8 @@ class BaseHandler(BaseHTTPRequestHandler):
     # Idle keep-alive connections are dropped after this long.
     timeout = 300
     server: _HTTPServer
+    # Which of the simulator's hosts this is, in the file stats ("archive", "files").
+    host_name = "archive"
 
     def setup(self) -> None:
         super().setup()
@@ -103,6 +107,8 @@ class BaseHandler(BaseHTTPRequestHandler):
         self.sent_headers = False
         self.stat_uri: str | None = None
         self.body_sent = 0
+        # Body writes go out as HTTP chunks (an answer without Content-Length).
+        self.chunked = False
         try:
             self.route(method)
         except ClientGone:
@@ -161,7 +167,7 @@ class BaseHandler(BaseHTTPRequestHandler):
         no_body = self.command == "HEAD" or status == 304
         sent = 0 if no_body else len(body)
         if uri is not None:
-            self.sim.stats.record_file(uri, self.command, status, sent)
+            self.sim.stats.record_file(uri, self.command, status, sent, self.host_name)
         elif stat is not None:
             self.sim.stats.record(stat, status, sent)
         self.sent_headers = True
@@ -196,7 +202,12 @@ class BaseHandler(BaseHTTPRequestHandler):
         if uri is not None:
             self.sim.stats.add_file_bytes(uri, n)
         try:
-            self.write(chunk)
+            if self.chunked and n:
+                self.write(b"%x\r\n" % n)
+                self.write(chunk)
+                self.write(b"\r\n")
+            else:
+                self.write(chunk)
         except ClientGone:
             if uri is not None:
                 self.sim.stats.add_file_bytes(uri, -n)
@@ -238,6 +249,10 @@ class BaseHandler(BaseHTTPRequestHandler):
                         time.sleep(ahead)
         if plan.reset_at is not None and self.body_sent < length:
             self._reset_connection()
+
+    def abort(self) -> NoReturn:
+        """End this request's connection with a TCP RST, before any answer."""
+        self._reset_connection()
 
     def _reset_connection(self) -> NoReturn:
         """Abort with a TCP RST (SO_LINGER 0), as a crashed server or middlebox would."""

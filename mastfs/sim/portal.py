@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mastfs.sim import ffi
+
 if TYPE_CHECKING:
     from mastfs.sim.catalog import Catalog
 
@@ -38,6 +40,8 @@ _COLUMNS_CONFIG_ALIASES = {
 }
 
 Row = Mapping[str, Any]
+# Set in a request by `Portal.invoke` when cone searches are to find FFI observations.
+_FFI = "_mastsim_tess_ffi"
 Predicate = Callable[[Row], bool]
 
 
@@ -124,7 +128,11 @@ class Portal:
 
     # -- dispatch ------------------------------------------------------------------------------
 
-    def invoke(self, req: Mapping[str, Any]) -> dict[str, Any]:
+    def invoke(self, req: Mapping[str, Any], ffi: bool = False) -> dict[str, Any]:
+        """The answer to one Mashup request; `ffi`: cone searches also find TESS and TICA
+        full-frame-image observations (`ffi.py`)."""
+        if ffi:
+            req = {**req, _FFI: True}
         service = req["service"]
         params = req.get("params") or {}
         if not isinstance(params, dict):
@@ -192,7 +200,8 @@ class Portal:
                 f'bad position {position!r}: expected "ra, dec, radius" in degrees'
             ) from None
         predicates = self._compile_filters(params.get("filters"), require=False)
-        matching = [r for r in self.catalog.observations if all(p(r) for p in predicates)]
+        sky = self.catalog.observations + self._ffis(req, ra, dec)
+        matching = [r for r in sky if all(p(r) for p in predicates)]
         rows, distances = self._within(matching, ra, dec, radius)
         return self._observation_result(rows, params, req, distances)
 
@@ -203,7 +212,8 @@ class Portal:
             radius = float(params.get("radius", 0.2))
         except (KeyError, TypeError, ValueError):
             raise PortalError("Mast.Caom.Cone needs numeric 'ra', 'dec' and 'radius'") from None
-        rows, distances = self._within(self.catalog.observations, ra, dec, radius)
+        sky = self.catalog.observations + self._ffis(req, ra, dec)
+        rows, distances = self._within(sky, ra, dec, radius)
         return self._observation_result(rows, params, req, distances)
 
     def _products(self, params: dict[str, Any], req: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,7 +229,7 @@ class Portal:
             raise PortalError("Mast.Caom.Products: 'obsid' is empty")
         rows: list[Row] = []
         for one in ids:
-            rows.extend(self.catalog.products_for(one))
+            rows.extend(self.catalog.products_for(one) or ffi.products(one))
         return self._paged(rows, [*self.product_fields, SELECTED_FIELD], req)
 
     def _name_lookup(self, params: dict[str, Any], req: Mapping[str, Any]) -> dict[str, Any]:
@@ -245,6 +255,10 @@ class Portal:
         return {"status": "COMPLETE", "msg": "", "data": {"Tables": [{"Columns": [column]}]}}
 
     # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ffis(req: Mapping[str, Any], ra: float, dec: float) -> list[dict[str, Any]]:
+        return ffi.observations(ra, dec) if req.get(_FFI) else []
 
     def _within(
         self, rows: Iterable[Row], ra: float, dec: float, radius: float

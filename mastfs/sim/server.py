@@ -13,6 +13,9 @@ API (routed in `dispatch.py`):
 - directory view (`api_directory.py`): `/files/...`, the same bytes as an autoindex tree;
 - control (`api_control.py`): `/__sim/...`, stats, fault knobs and content changes for tests.
 
+Two more listeners are other hosts (`hosts.py`): `files_url` serves `mast:<MISSION>/url/...`
+products (the archive redirects there under `url_redirect`), `resolver_url` the SANTA resolver.
+
 Requests in absolute form (`GET http://host/path`) are served as if addressed to this server,
 so a client whose hard-coded host (astroquery's SANTA resolver) cannot be configured can reach
 the simulator through `HTTP_PROXY`.
@@ -41,6 +44,7 @@ from mastfs.sim.api_downloads import (
 from mastfs.sim.dispatch import Handler
 from mastfs.sim.faults import Faults
 from mastfs.sim.handler import MAX_REQUEST_BODY, SLOW_CHUNK
+from mastfs.sim.hosts import FilesHandler, ResolverHandler
 from mastfs.sim.portal import Portal
 from mastfs.sim.stats import Stats
 
@@ -73,7 +77,11 @@ class SimServer:
         port: int = 0,
         catalog: Catalog | None = None,
         faults: Faults | None = None,
+        other_host: str | None = None,
     ) -> None:
+        """`other_host`: the address of the files and resolver hosts (`hosts.py`); by default
+        127.0.0.2 when the archive is on 127.0.0.1 (another host, so cookies do not cross),
+        else the archive's own address (another port)."""
         if catalog is None:
             from mastfs.sim.catalog import default_catalog
 
@@ -86,10 +94,16 @@ class SimServer:
         self.faults = faults if faults is not None else Faults()
         self.stats = Stats()
         self.tokens: dict[str, Token] = dict(catalog_module.TOKENS)
+        self.expired_tokens = frozenset(catalog_module.EXPIRED_TOKENS)
         self.portal = Portal(
             catalog, catalog_module.OBSERVATION_FIELDS, catalog_module.PRODUCT_FIELDS
         )
         self.url = ""
+        # The second host (`/url/` products) and the resolver's, valid after `start()`.
+        self.files_url = ""
+        self.resolver_url = ""
+        self.other_host = other_host
+        self._others: list[tuple[_HTTPServer, threading.Thread]] = []
         self._changed: dict[str, SimFile] = {}
         self._lock = threading.Lock()
         self._listing: Listing | None = None
@@ -111,7 +125,31 @@ class SimServer:
             target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="mastsim", daemon=True
         )
         self._thread.start()
-        log.info("archive simulator listening on %s", self.url)
+        other = self.other_host or ("127.0.0.2" if host == "127.0.0.1" else host)
+        self.files_url = self._start_other(other, FilesHandler)
+        self.resolver_url = self._start_other(other, ResolverHandler)
+        log.info(
+            "archive simulator listening on %s (files host %s, resolver %s)",
+            self.url,
+            self.files_url,
+            self.resolver_url,
+        )
+
+    def _start_other(self, host: str, handler: type) -> str:
+        try:
+            httpd = _HTTPServer((host, 0), handler, self)
+        except OSError:
+            if host == self.host:
+                raise
+            # No second loopback address here: the archive's, on another port.
+            httpd = _HTTPServer((self.host, 0), handler, self)
+        thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="mastsim", daemon=True
+        )
+        thread.start()
+        self._others.append((httpd, thread))
+        address, port = str(httpd.server_address[0]), int(httpd.server_address[1])
+        return f"http://{f'[{address}]' if ':' in address else address}:{port}"
 
     def stop(self) -> None:
         httpd, self._httpd = self._httpd, None
@@ -124,6 +162,13 @@ class SimServer:
             self._thread.join(timeout=5)
             self._thread = None
         httpd.join_handlers(timeout=5)
+        others, self._others = self._others, []
+        for other, thread in others:
+            other.shutdown()
+            other.server_close()
+            other.close_connections()
+            thread.join(timeout=5)
+            other.join_handlers(timeout=5)
         log.info("archive simulator on %s stopped", self.url)
 
     def __enter__(self) -> SimServer:

@@ -29,6 +29,10 @@ class _FileCounters:
     methods: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     resets: int = 0
+    # Requests by the host that answered them ("archive", or "files": the second host).
+    hosts: Counter[str] = field(default_factory=Counter)
+    # Requests at a host other than the archive that carried a MAST token.
+    tokens_elsewhere: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +41,8 @@ class _FileCounters:
             "methods": dict(self.methods),
             "status": dict(self.statuses),
             "resets": self.resets,
+            "hosts": dict(self.hosts),
+            "tokens_elsewhere": self.tokens_elsewhere,
         }
 
 
@@ -78,7 +84,9 @@ class Stats:
             c = self._files[uri] = _FileCounters()
         return c
 
-    def record_file(self, uri: str, method: str, status: int, sent: int = 0) -> None:
+    def record_file(
+        self, uri: str, method: str, status: int, sent: int = 0, host: str = "archive"
+    ) -> None:
         """One request for a product's bytes, counted before its answer goes out."""
         with self._lock:
             self._requests += 1
@@ -90,6 +98,12 @@ class Stats:
             c.bytes += sent
             c.methods[method] += 1
             c.statuses[status_class(status)] += 1
+            c.hosts[host] += 1
+
+    def mark_token_elsewhere(self, uri: str) -> None:
+        """A request for `uri` at a host other than the archive carried a MAST token."""
+        with self._lock:
+            self._file(uri).tokens_elsewhere += 1
 
     def add_file_bytes(self, uri: str, n: int) -> None:
         """Body bytes of a product handed to the socket (negative to take back a failed write)."""

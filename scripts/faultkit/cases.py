@@ -42,10 +42,25 @@ MODIFIERS = frozenset(
         "stall_after",
         "reset_fraction",
         "encoded_length",
+        "burst_length",
+        "retry_after",
     }
 )
-# Knobs that never touch a read: the Portal query polls happen at mount time only.
-NOT_FOR_READS = frozenset({"executing_polls"})
+# Knobs that never touch a read of the matrix: the Portal query happens at mount time only;
+# exclusive-access and `/url/` products are not what the matrix reads.
+NOT_FOR_READS = frozenset(
+    {
+        "executing_polls",
+        "api_latency_ms",
+        "product_ms_per_row",
+        "products_max_obs",
+        "products_max_rows",
+        "tess_ffi",
+        "auth_401_only",
+        "url_redirect",
+        "redirect_ignores_range",
+    }
+)
 
 STALL_FACTOR = 3.0  # a stall lasts this many --timeouts
 CONCURRENT_READERS = 16
@@ -129,11 +144,35 @@ CASES: tuple[Case, ...] = (
         {"wrong_length": -1000, "max_faults": 4},
         errors_ok=True,
     ),
+    # The real archive's manners (issue 14) that reads meet.
+    Case("no-etag", KNOB, "downloads without ETag (Last-Modified only)", {"no_etag": "mast:"}),
+    Case(
+        "no-length", KNOB, "downloads without Content-Length (chunked)", {"no_length": "mast:"}
+    ),
+    Case(
+        "503-bursts",
+        KNOB,
+        "3 of every 12 requests answered 503 with Retry-After: 1",
+        {"burst_every": 12, "burst_length": 3, "retry_after": 1},
+    ),
     Case(
         "executing-polls",
         SKIPPED,
         "Portal polls answered EXECUTING: only the query at mount time, never a read",
         readers=(),
+    ),
+    *(
+        Case(name, SKIPPED, what, readers=())
+        for name, what in (
+            ("api-latency-ms", "API calls slowed: the query at mount time, never a read"),
+            ("product-ms-per-row", "product lists take server time: mount time only"),
+            ("products-max-obs", "product-list requests reset: mount time only"),
+            ("products-max-rows", "product-list results reset: mount time only"),
+            ("tess-ffi", "TESS FFIs in cone searches: mount time only"),
+            ("auth-401-only", "401 for users without rights: the matrix reads public files"),
+            ("url-redirect", "/url/ products redirected: the matrix reads JWST products"),
+            ("redirect-ignores-range", "the second host ignores Range: /url/ products only"),
+        )
     ),
     Case(
         "change-before",

@@ -98,7 +98,9 @@ def test_product_rows_complete_and_typed(cat: Catalog) -> None:
                      "parent_obsid", "dataRights", "description", "filters"):  # fmt: skip
             assert row[name], (name, row["dataURI"])
         assert row["productGroupDescription"] in (None, C.MRP)
-        assert str(row["dataURI"]).endswith("/" + str(row["productFilename"]))
+        # `/url/` products (HLA) name their file in the query of a generated URL.
+        uri, name = str(row["dataURI"]), str(row["productFilename"])
+        assert uri.endswith(("/" + name, "&filename=" + name)), uri
         f = cat.file(str(row["dataURI"]))
         assert f is not None and f.size == row["size"] and f.filename == row["productFilename"]
     json.dumps(rows)
@@ -116,7 +118,7 @@ def test_product_vocabulary(cat: Catalog) -> None:
             assert r["type"] == "D" and r["project"] == "CALJWST"
             assert re.fullmatch(r"\d+\.\d+\.\d+", str(r["prvversion"]))
         else:
-            assert r["type"] == "S" and r["project"] == "HST"
+            assert r["type"] == "S" and r["project"] == r["obs_collection"] in ("HST", "HLA")
         if "_gs-" in name:
             assert r["productType"] == "AUXILIARY" and sub.startswith("GS-")
             assert r["productGroupDescription"] is None
