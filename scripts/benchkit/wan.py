@@ -2,8 +2,9 @@
 
 The run makes a network namespace of its own (`ip netns`, loopback only) and runs itself again
 inside it, so the simulator, every mount and every client meet only there. These kernels have
-no netem, so the simulator's knobs stand for the internet: `--latency-ms` (a sleep before each
-answer: one round trip per request) and `--bandwidth` (bytes/s per connection). Sections:
+no netem, so the simulator's "mast" profile stands for the internet (docs/simulator.md), with
+its knobs `--latency-ms` (a sleep before each answer: one round trip per request) and
+`--bandwidth` (bytes/s per connection) as given here. Sections:
 
   seq       cold `dd` of the 1 GiB product, capped link: aria2c -x16 -s16, curl, astroquery's
             download_file, rclone and httpdirfs (single-stream tools read a 256 MiB prefix,
@@ -107,7 +108,8 @@ def _in_namespace(argv: list[str]) -> int:
 def _inside(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
     started = datetime.datetime.now(datetime.UTC)
     load_start = os.getloadavg()
-    link = ["--latency-ms", f"{args.latency_ms:g}", "--bandwidth", str(args.bandwidth)]
+    link = ["--profile", "mast", "--latency-ms", f"{args.latency_ms:g}"]
+    link += ["--bandwidth", str(args.bandwidth)]
     session = Session(args.tmp, sim_args=link)
     session.say(
         f"namespace {os.environ[NETNS_ENV]}; simulator {session.sim.url}: "
@@ -134,8 +136,9 @@ def _inside(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
     rows = build_rows(results)
     command = "scripts/bench --wan" + (f" --only {args.only}" if args.only else "")
     link_note = (
-        f"Link: the simulator's `latency_ms={args.latency_ms:g}` and "
-        f"`bandwidth={args.bandwidth}` (per connection) in a network namespace of the "
+        f'Link: the simulator\'s "mast" profile (docs/simulator.md: 500 ms API calls, no '
+        f"ETag, `/url/` products elsewhere) with `latency_ms={args.latency_ms:g}` and "
+        f"`bandwidth={args.bandwidth}` (per connection), in a network namespace of the "
         "benchmark's own (no netem on these kernels)."
     )
     notes = [link_note, *session.notes]
