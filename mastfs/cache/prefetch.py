@@ -107,8 +107,10 @@ class Prefetcher:
         stream = self.streams.follow(uri, offset, end, fetched)
         if stream is None or version is None:
             return stream
-        cap = self.policy.window_cap(stream, self._streams_fetching, self._budget.readahead_share)
-        plan = self.policy.plan(stream, end, file_size, cap, self.shape())
+        shape = self.shape()
+        share = self._budget.readahead_share
+        cap = self.policy.window_cap(stream, self._streams_fetching, share, shape)
+        plan = self.policy.plan(stream, end, file_size, cap, shape)
         if plan is None:
             return stream
         issued = plan.start

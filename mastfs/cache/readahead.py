@@ -129,6 +129,15 @@ class Shape:
     refill: int | None = None
     rate: float | None = None
 
+    @property
+    def window(self) -> int | None:
+        """Blocks a stream keeps requested ahead (None: the policy's `readahead_blocks`): the
+        requests in flight and half as many again for blocks that arrived and wait for the
+        reader (each request's first block does, until the reader's next FUSE read)."""
+        if self.refill is None:
+            return None
+        return self.parallel * self.request_blocks * 3 // 2
+
 
 def shape_for(
     link: Link | None,
@@ -188,12 +197,18 @@ class Policy:
     def enabled(self) -> bool:
         return self.readahead_blocks > 0
 
-    def window_cap(self, stream: Stream, streams_fetching: int, budget: int) -> int:
+    def window_cap(
+        self, stream: Stream, streams_fetching: int, budget: int, shape: Shape | None = None
+    ) -> int:
         """The largest window for `stream`: its share of the readahead `budget` (bytes) among
-        the streams fetching, in blocks, never below one request."""
+        the streams fetching, in blocks, never below one request, nor above `readahead_blocks`
+        (over a long link: the `shape`'s window, and half a share more)."""
         streams = streams_fetching + (0 if stream.inflight else 1)
         share = budget // self.block_size // streams
-        return min(self.readahead_blocks, max(self.request_blocks, share))
+        if shape is None or shape.window is None:
+            return min(self.readahead_blocks, max(self.request_blocks, share))
+        # The budget bounds the bytes in flight; the window also spans those that arrived.
+        return min(shape.window, max(shape.request_blocks, share * 3 // 2))
 
     def plan(
         self, stream: Stream, end: int, file_size: int, cap: int, shape: Shape | None = None

@@ -46,7 +46,7 @@ from .procs import run, run_helper, tail
 from .reads import dd
 from .session import Session
 from .sim import rel_path
-from .table import Row, gb, render_block, render_table, secs, write_doc
+from .table import Row, render_block, render_table, secs, write_doc
 
 NETNS_ENV = "MASTFS_BENCH_NETNS"
 WAN_SECTIONS = ("seq", "nocap", "header", "random", "small", "mount")
@@ -57,7 +57,7 @@ PREFIX_MIB = 256  # what single-stream references read of the 1 GiB product
 RANDOM_N = 200
 RANDOM_SEED = 14
 SMALL_MAX = 1_000_000  # "small files": under 1 MB
-ASTROQUERY_MIN = 50 * MiB  # astroquery downloads a whole product: one of 50-300 MiB
+ASTROQUERY_MIN = 20 * MiB  # astroquery downloads a whole product: one of 20-300 MiB
 ASTROQUERY_MAX = 300 * MiB
 
 
@@ -441,7 +441,11 @@ def _throughput(label: str, mine: float | None, ref_name: str, ref: float | None
     ratio = mine / ref if mine and ref else None
     met = None if goal is None or ratio is None else ratio >= goal
     goal_text = f"≥ {goal:g}×" if goal is not None else "–"
-    return Row(label, gb(mine), f"{ref_name}: {gb(ref)}", ratio, goal=goal_text, met=met)
+    return Row(label, _mbps(mine), f"{ref_name}: {_mbps(ref)}", ratio, goal=goal_text, met=met)
+
+
+def _mbps(gbps: float | None) -> str:
+    return "–" if gbps is None else f"{gbps * 1000:.0f} MB/s"
 
 
 def _timed(label: str, mine: float | None, ref_name: str, ref: float | None,

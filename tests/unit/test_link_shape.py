@@ -128,3 +128,13 @@ def test_one_slow_answer_does_not_make_a_short_link_look_long() -> None:
     got = link.current()
     assert got is not None and got.rtt == pytest.approx(0.0004)
     assert got.rate == pytest.approx(1e9)
+
+
+def test_a_long_links_window_spans_its_requests_and_what_arrived() -> None:
+    wan = Shape(2, 24, refill=2)
+    assert wan.window == 72 and Shape(8, 4).window is None
+    idle = Stream(next_offset=0)
+    # In flight: the budget's 48 MiB; the window half as much again, for arrived blocks.
+    assert POLICY.window_cap(idle, streams_fetching=0, budget=INFLIGHT, shape=wan) == 72
+    assert POLICY.window_cap(idle, streams_fetching=2, budget=INFLIGHT, shape=wan) == 24
+    assert POLICY.window_cap(idle, streams_fetching=0, budget=INFLIGHT, shape=Shape(8, 4)) == 48
