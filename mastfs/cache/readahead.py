@@ -36,9 +36,11 @@ MAX_STREAM_PRODUCTS = 1024
 # reader gets through FUSE on these machines (docs/performance.md); beyond it, more requests in
 # flight only cost memory and connections.
 TARGET_RATE = 1.0e9
-# A shape whose modelled rate is within this factor of a larger request's is not worth the
-# extra requests (each costs a round trip of CPU on both sides).
-SHAPE_SLACK = 1.1
+# A smaller request must promise this much more (modelled) than a larger one to be chosen:
+# requests and connections cost CPU on both sides, which the model does not see. Without a
+# bandwidth cap at 80 ms, 6 x 8 MiB read 214 MB/s and 24 x 2 MiB 168 MB/s (modelled: 0.57
+# and 0.62 GB/s); at 25 MB/s per connection, 24 x 2 MiB read 176 MB/s and 6 x 8 MiB 88.
+SHAPE_SLACK = 1.5
 # The link shapes readahead only where the round trip is at least this share of a full
 # request's transfer: there, each connection idles that share of the time. Below it (a loaded
 # loopback: 0.5 ms against 80 ms), a low rate per connection is the machine's (CPU, disk), and

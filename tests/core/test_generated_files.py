@@ -1,94 +1,18 @@
-"""Products as `/url/` and generated files come: no `Content-Length`, servers that ignore `Range`,
-streams cut half-way (issue 14, part 4). Against the simulator's knobs; the byte counts come
-from its stats."""
+"""Products as `/url/` and generated files come, through the block cache: no `Content-Length`,
+servers that ignore `Range`, no ETag (issue 14, part 4), under the simulator's knobs and its
+"mast" profile; the byte counts come from its stats. The fetcher's side of the same answers is
+in test_fetch_bodies.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mastfs.fetch import Fetcher, RemoteInfo, RetryPolicy, TransientError
+from tests.core.test_fetch_bodies import UNFRAMED
 from tests.support.cache import cache_on
 from tests.support.sim import AUTHORIZED_TOKEN, MiB, Sim
-
-RETRY = RetryPolicy(attempts=4, base_delay=0.001, max_delay=0.01, deadline=20.0)
-UNFRAMED = [
-    pytest.param({"framing": "chunked"}, id="chunked"),
-    pytest.param({"framing": "close"}, id="until close"),
-]
-
-
-class Sink:
-    """What `get_whole` delivers, checked to arrive in order."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    async def __call__(self, offset: int, chunk: bytes, info: RemoteInfo) -> None:
-        assert offset == len(self.data)
-        self.data += chunk
-
-
-@pytest.fixture()
-def fetcher(sim: Sim) -> Iterator[Fetcher]:
-    made = Fetcher(sim.url, None, RETRY, timeout=10.0)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def small_file(sim: Sim) -> Any:
-    return sim.pick(min_size=MiB, max_size=4 * MiB, unaligned=True)
-
-
-@pytest.mark.parametrize("knobs", UNFRAMED)
-async def test_a_whole_body_without_a_length_brings_the_catalogue_size(
-    sim: Sim, fetcher: Fetcher, knobs: dict[str, Any]
-) -> None:
-    f = small_file(sim)
-    sim.faults(scope=f.uri, ignore_range=True, **knobs)
-    sink = Sink()
-    info = await fetcher.get_whole(f.uri, sink, size=f.size)
-    assert bytes(sink.data) == sim.expected(f.uri, 0, f.size)
-    assert info.size == f.size and info.etag == f.etag
-
-
-@pytest.mark.parametrize("knobs", UNFRAMED)
-async def test_a_body_shorter_than_the_catalogue_says_is_never_taken_whole(
-    sim: Sim, fetcher: Fetcher, knobs: dict[str, Any]
-) -> None:
-    f = small_file(sim)
-    sim.faults(scope=f.uri, ignore_range=True, **knobs)
-    sink = Sink()
-    # The catalogue is 10 bytes ahead of the file: every attempt ends short, none is whole.
-    with pytest.raises(TransientError, match="body stopped"):
-        await fetcher.get_whole(f.uri, sink, size=f.size + 10)
-    assert bytes(sink.data) == sim.expected(f.uri, 0, f.size)
-    assert sim.gets(f.uri) == RETRY.attempts
-
-
-async def test_a_head_without_a_length_takes_the_known_size(sim: Sim, fetcher: Fetcher) -> None:
-    f = small_file(sim)
-    sim.faults(scope=f.uri, framing="chunked")
-    info = await fetcher.head(f.uri, size=f.size)
-    assert info.size == f.size and info.etag == f.etag
-
-
-async def test_a_cut_whole_stream_resumes_where_it_stopped(sim: Sim, fetcher: Fetcher) -> None:
-    f = sim.pick(min_size=8 * MiB, max_size=32 * MiB)
-    sim.faults(scope=f.uri, reset_fraction=0.5, max_faults=1)
-    sink = Sink()
-    await fetcher.get_whole(f.uri, sink)
-    assert bytes(sink.data) == sim.expected(f.uri, 0, f.size)
-    # The second request asked for the rest only, and got it as a 206 (starting over would
-    # have cost half the file again; the server's socket buffers may hold a little more).
-    stats = sim.file_stats(f.uri)
-    assert stats["status"] == {"200": 1, "206": 1}
-    assert stats["bytes"] < f.size * 1.2
 
 
 @pytest.mark.parametrize("knobs", UNFRAMED)

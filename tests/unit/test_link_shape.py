@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mastfs.cache.readahead import LATENCY_SHARE, Policy, Shape, Stream, shape_for
+from mastfs.cache.readahead import LATENCY_SHARE, SHAPE_SLACK, Policy, Shape, Stream, shape_for
 from mastfs.link import MIN_RATE_BODY, WINDOW, Link, LinkEstimate
 
 MiB = 1 << 20
@@ -84,7 +84,7 @@ def test_no_allowed_shape_is_modelled_much_faster(rtt: float, rate: float) -> No
         for count in range(4, 25)
         if count * blocks * BS <= INFLIGHT
     )
-    assert min(1e9, modelled(got, rtt, rate)) * 1.11 >= best
+    assert min(1e9, modelled(got, rtt, rate)) * SHAPE_SLACK >= best
 
 
 def test_refill_by_one_request_tops_up_as_soon_as_one_is_consumed() -> None:
