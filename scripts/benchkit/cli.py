@@ -20,6 +20,7 @@ from typing import Any
 
 from . import __doc__ as package_doc
 from .common import BUDGET_S, DOC, ROOT, SECTION_NAMES
+from .table import BEGIN, END, Row, render_block, render_table, write_doc
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -85,7 +86,6 @@ def run(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
     from .machine import machine
     from .sections import SECTIONS, run_section
     from .session import Session
-    from .table import render_block, render_table, write_doc
 
     started = datetime.datetime.now(datetime.UTC)
     load_start = os.getloadavg()
@@ -106,27 +106,44 @@ def run(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
     info["loadavg_start"], info["loadavg_end"] = load_start, os.getloadavg()
     rows = build_rows(results)
     command = "scripts/bench" + (f" --only {args.only}" if args.only else "")
+    report(args, "bench", started, command, total, info, rows, session.notes, results)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    kind: str,
+    started: datetime.datetime,
+    command: str,
+    seconds: float,
+    info: dict[str, Any],
+    rows: list[Row],
+    notes: list[str],
+    results: dict[str, Any],
+    markers: tuple[str, str] = (BEGIN, END),
+) -> None:
+    """Print the table, write `kind`.json (or `kind`-partial.json with --only) and, for a
+    full run, the table between `markers` in docs/performance.md."""
     when = f"{started:%Y-%m-%d %H:%M}"
-    block = render_block(command, when, total, info, render_table(rows), session.notes)
+    block = render_block(command, when, seconds, info, render_table(rows), notes)
     print()
     print(block)
     args.out.mkdir(parents=True, exist_ok=True)
     out = {
         "date": started.isoformat(),
         "command": command,
-        "seconds": total,
+        "seconds": seconds,
         "machine": info,
-        "notes": session.notes,
+        "notes": notes,
         "results": results,
         "table": [row.to_json() for row in rows],
     }
-    name = "bench.json" if not args.only else "bench-partial.json"
+    name = f"{kind}.json" if not args.only else f"{kind}-partial.json"
     (args.out / name).write_text(json.dumps(out, indent=1) + "\n")
     print(f"raw numbers: {args.out / name}")
     if not args.only and not args.no_doc:
-        write_doc(block)
+        write_doc(block, *markers)
         print(f"table written to {DOC.relative_to(ROOT)}")
-    return 0
 
 
 if __name__ == "__main__":

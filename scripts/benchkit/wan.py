@@ -38,7 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .cli import report
 from .common import LAUNCHER, PROGRAM, PY, BenchError, GiB, MiB
+from .compare import lookup
 from .machine import machine
 from .mounts import fuse_process, mastfs
 from .peers import astroquery_download
@@ -46,7 +48,7 @@ from .procs import run, run_helper, tail
 from .reads import dd
 from .session import Session
 from .sim import rel_path
-from .table import Row, render_block, render_table, secs, write_doc
+from .table import Row, secs
 
 NETNS_ENV = "MASTFS_BENCH_NETNS"
 WAN_SECTIONS = ("seq", "nocap", "header", "random", "small", "mount")
@@ -142,21 +144,7 @@ def _inside(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
         "benchmark's own (no netem on these kernels)."
     )
     notes = [link_note, *session.notes]
-    block = render_block(command, f"{started:%Y-%m-%d %H:%M}", total, info,
-                         render_table(rows), notes)  # fmt: skip
-    print()
-    print(block)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "bench-wan.json" if not args.only else "bench-wan-partial.json"
-    (args.out / name).write_text(
-        json.dumps({"date": started.isoformat(), "command": command, "seconds": total,
-                    "machine": info, "notes": notes, "results": results,
-                    "table": [row.to_json() for row in rows]}, indent=1) + "\n"
-    )  # fmt: skip
-    print(f"raw numbers: {args.out / name}")
-    if not args.only and not args.no_doc:
-        write_doc(block, BEGIN, END)
-        print("table written to docs/performance.md")
+    report(args, "bench-wan", started, command, total, info, rows, notes, results, (BEGIN, END))
     return 0
 
 
@@ -427,15 +415,6 @@ assert tuple(SECTIONS) == WAN_SECTIONS
 # -- the table -----------------------------------------------------------------------------------
 
 
-def _get(results: dict[str, Any], *key: str) -> Any:
-    value: Any = results
-    for part in key:
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def _throughput(label: str, mine: float | None, ref_name: str, ref: float | None,
                 goal: float | None = None) -> Row:  # fmt: skip
     ratio = mine / ref if mine and ref else None
@@ -459,7 +438,16 @@ def _timed(label: str, mine: float | None, ref_name: str, ref: float | None,
 
 def build_rows(r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
-    bw = (_get(r, "link", "bandwidth") or 0) / 1e6
+    bw = (
+        lookup(
+            r,
+            (
+                "link",
+                "bandwidth",
+            ),
+        )
+        or 0
+    ) / 1e6
     for key, what in (("seq", f"{bw:g} MB/s per connection"), ("nocap", "no bandwidth cap")):
         if key not in r:
             continue
@@ -514,7 +502,13 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
         rows.append(_timed(label, m.get("mastfs_s"), "one curl, all URLs (keep-alive)",
                            m.get("curl_s")))  # fmt: skip
     for key in WAN_SECTIONS:
-        error = _get(r, key, "error")
+        error = lookup(
+            r,
+            (
+                key,
+                "error",
+            ),
+        )
         if error:
             rows.append(Row(f"{key}: not measured", "–", error[:200]))
     return rows
