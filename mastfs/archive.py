@@ -19,12 +19,13 @@ rows are stored, and rows read back are validated again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
 import math
 import sys
-import urllib.parse
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -32,16 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from mastfs import archive_http
+from mastfs import resolver as resolver_mod
 from mastfs.archive_http import LimitExceeded, Limits
 from mastfs.model import Product, User
 from mastfs.private import PrivacyError, private_dir, read_private, write_private
+from mastfs.product_lists import BatchFailed, ProductLists
+from mastfs.resolver import DEFAULT_RESOLVER
 from mastfs.safetext import clean
 
 log = logging.getLogger(__name__)
 
-# astroquery 0.4.11 sends every obsid in one request; MAST advises a few at a time (seeds, JWST
-# primer): batches keep each request well inside the server's timeout and give progress.
-PRODUCT_BATCH = 100
 MJD_UNIX_EPOCH = 40587.0
 QUERY_CACHE_VERSION = 1
 # A cached query result larger than this is not read (200,000 rows take about 120 MB).
@@ -163,11 +164,15 @@ class Archive:
         cache_dir: Path,
         token: str | None = None,
         limits: Limits | None = None,
+        resolver: str = DEFAULT_RESOLVER,
     ) -> None:
         self.server = server.rstrip("/")
+        self.resolver = resolver
         self._cache_dir = Path(cache_dir)
         self._token = token
         self.limits = limits or Limits()
+        # Asked for while astroquery is imported (`_columns_config`).
+        self._columns = _PREFETCH.submit(_columns_config, self.server, token, self.limits)
         self._obs = _observations_for(self.server)
         self._http = archive_http.GuardedAdapter(self.server, token, self.limits)
         archive_http.install(self._obs._session, self._http)
@@ -204,8 +209,9 @@ class Archive:
         try:
             if self._unreachable is not None:
                 raise self._unreachable
-            with self._http.query():
-                result = self._query_live(query, progress)
+            deadline = time.monotonic() + self.limits.query_time
+            with self._http.query(deadline):
+                result = self._query_live(query, progress, deadline)
         except ArchiveUnreachable as exc:
             cached = self._load_cached(query)
             if cached is None:
@@ -224,12 +230,21 @@ class Archive:
 
     # -- live query ---------------------------------------------------------------------------
 
-    def _query_live(self, query: Query, progress: Callable[[str], None]) -> QueryResult:
+    def _query_live(
+        self, query: Query, progress: Callable[[str], None], deadline: float
+    ) -> QueryResult:
         criteria = query.astroquery_criteria()
+        notes: list[str] = []
         progress(f"querying {self.server} for {query.describe()}")
+        columns = self._columns.result()
+        if isinstance(columns, BaseException):
+            raise self._wrap(columns, "querying observations")
+        if columns is not None:
+            portal = self._obs._portal_api_connection
+            portal._column_configs.update({service: columns for service in COLUMN_SERVICES})
         try:
             if query.target:
-                coords = self._resolve(query.target)
+                coords = self._resolve(query.target, notes)
                 if criteria:
                     table = self._obs.query_criteria(
                         coordinates=coords, radius=f"{query.radius_deg} deg", **criteria
@@ -245,69 +260,66 @@ class Archive:
         if len(table) == 0:
             raise ArchiveError(f"no observations match {query.describe()} at {self.server}")
         observations = _rows(table)
+        del table
+        observations, ffis = _without_ffis(observations)
+        if ffis:
+            notes.append(
+                f"left out {ffis} TESS/TICA full-frame-image observation{'s' if ffis > 1 else ''}"
+                " (enormous product lists; astroquery leaves them out too: use TESScut)"
+            )
+        if not observations:
+            raise ArchiveError(
+                f"only full-frame-image observations match {query.describe()} at {self.server}"
+            )
         by_obsid = {str(o.get("obsid")): o for o in observations}
         obsids = sorted(by_obsid, key=_natural)
         # Rows become Products batch by batch: holding 50,000 row dicts at once would double
         # the peak memory of a big program.
         products: list[Product] = []
         dropped = _Dropped()
-        for start in range(0, len(obsids), PRODUCT_BATCH):
-            batch = obsids[start : start + PRODUCT_BATCH]
-            try:
-                ptable = self._obs.get_product_list(batch)
-            except Exception as exc:
-                if "empty" in str(exc).lower():
-                    continue
-                raise self._wrap(exc, "listing products") from exc
-            for row in _rows(ptable):
+
+        def take(rows: Sequence[dict[str, Any]]) -> None:
+            for row in rows:
                 try:
                     products.append(_product(row, by_obsid))
                 except InvalidRow as bad:
                     dropped.add(str(bad), row.get("dataURI"))
-            del ptable
-            if len(obsids) > PRODUCT_BATCH:
-                progress(
-                    f"product lists: {start + len(batch)}/{len(obsids)} observations, "
-                    f"{len(products)} product rows"
-                )
-        dropped.count += self._http.malformed_rows
+
+        lists = ProductLists(self.server, self._token, self.limits)
+        try:
+            lists.fetch(obsids, deadline, take, progress)
+        except BatchFailed as exc:
+            # Not "unreachable": the archive answered the observation query; a cached
+            # result would hide which product list failed.
+            raise ArchiveError(f"the archive at {self.server} {exc}") from None
+        except LimitExceeded as exc:
+            raise self._wrap(exc, "listing products") from exc
+        finally:
+            lists.close()
+        malformed = self._http.malformed_rows + lists.malformed_rows
+        dropped.count += malformed
         summary = f"{len(observations)} observations, {len(products)} product rows"
         progress(summary + (f" ({dropped.count} invalid rows dropped)" if dropped.count else ""))
         return QueryResult(
             products=products,
             observations=len(observations),
-            notes=dropped.notes(self._http.malformed_rows),
+            notes=notes + dropped.notes(malformed),
             dropped=dropped.count,
         )
 
-    def _resolve(self, name: str) -> Any:
-        """Name → SkyCoord through the archive's own `Mast.Name.Lookup` service.
-
-        astroquery 0.4.11 resolves names at a hard-coded resolver host that cannot be redirected;
-        asking the configured server keeps every request on the archive the user chose.
-        """
+    def _resolve(self, name: str, notes: list[str]) -> Any:
+        """Name → SkyCoord: the resolver astroquery 0.4.11 asks, else the archive's lookup
+        (`resolver.py`); a fallback is noted for the user."""
         from astropy.coordinates import SkyCoord
 
-        request = {"service": "Mast.Name.Lookup", "params": {"input": name, "format": "json"}}
-        body = "request=" + urllib.parse.quote(json.dumps(request))
         session = self._obs._portal_api_connection._session
         try:
-            response = session.post(
-                self.server + "/api/v0/invoke",
-                data=body,
-                headers={"Content-type": "application/x-www-form-urlencoded"},
-            )
-            response.raise_for_status()
-            found = response.json().get("resolvedCoordinate") or []
-            if found:
-                ra, dec = float(found[0]["ra"]), float(found[0]["decl"])
-        except Exception as exc:
-            raise self._wrap(exc, f"resolving {name!r}") from exc
-        if not found:
-            raise ArchiveError(f"could not resolve target name {name!r}")
-        if not (math.isfinite(ra) and math.isfinite(dec) and abs(dec) <= 90):
-            raise ArchiveError(f"the archive resolved {name!r} to an invalid position")
-        return SkyCoord(ra % 360.0, dec, unit="deg")
+            found = resolver_mod.resolve(name, session, self.resolver, self.server, _text)
+        except resolver_mod.NotResolved as exc:
+            raise ArchiveError(str(exc)) from None
+        if found.note:
+            notes.append(found.note)
+        return SkyCoord(found.ra, found.dec, unit="deg")
 
     # -- query-result cache ---------------------------------------------------------------------
 
@@ -386,6 +398,40 @@ class _Dropped:
         if malformed:
             notes.append(f"dropped {malformed} rows that were not JSON objects")
         return notes
+
+
+# astroquery asks for the observations' columns configuration (under this name) before each of
+# these services (one API call each time a new `ObservationsClass` is used): `Archive` asks for
+# it while astroquery is imported and hands it over.
+COLUMNS_CONFIG = "Mast.Caom.Cone"
+COLUMN_SERVICES = ("Mast.Caom.Cone", "Mast.Caom.Filtered", "Mast.Caom.Filtered.Position")
+_PREFETCH = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="columns")
+
+
+def _columns_config(server: str, token: str | None, limits: Limits) -> Any:
+    """The columns configuration as astroquery would ask for it; None when the answer is not
+    one (astroquery then asks again itself and reports what it gets), the exception when the
+    archive could not be reached (so that a silent archive costs one timeout, not two)."""
+    import requests
+
+    session = requests.Session()
+    adapter = archive_http.GuardedAdapter(server, token, limits)
+    archive_http.install(session, adapter)
+    try:
+        with adapter.query():
+            response = session.post(
+                server + "/portal/Mashup/Mashup.asmx/columnsconfig",
+                data="colConfigId=" + COLUMNS_CONFIG,
+                headers={"Content-type": "application/x-www-form-urlencoded"},
+            )
+        doc = response.json() if response.status_code == 200 else None
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        return exc
+    except (requests.RequestException, ValueError):
+        return None
+    finally:
+        session.close()
+    return doc if isinstance(doc, dict) and doc else None
 
 
 def _observations_for(server: str) -> Any:
@@ -533,6 +579,16 @@ def _mjd_to_unix(mjd: Any) -> float:
     if math.isnan(value):
         return 0.0
     return (value - MJD_UNIX_EPOCH) * 86400.0
+
+
+# astroquery 0.4.11 leaves observations of these targets out of product requests.
+FFI_TARGETS = frozenset({"TESS FFI", "TICA FFI"})
+
+
+def _without_ffis(observations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The observations less TESS and TICA full-frame images, and how many those were."""
+    kept = [o for o in observations if o.get("target_name") not in FFI_TARGETS]
+    return kept, len(observations) - len(kept)
 
 
 def _natural(obsid: str) -> tuple[int, str]:

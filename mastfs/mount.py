@@ -61,6 +61,8 @@ class MountOptions:
     ownership: Ownership | None = None
     # Bounds on the archive's requests and answers; `limits.timeout` also bounds every read.
     limits: archive_mod.Limits = field(default_factory=archive_mod.Limits)
+    # The name resolver `--target` asks first (`resolver.py`).
+    resolver: str = archive_mod.DEFAULT_RESOLVER
     debug: bool = False
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
@@ -121,6 +123,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 reporter=reporter,
                 fetcher=fetcher,
                 limits=opts.limits,
+                resolver=opts.resolver,
             )
         except (SessionError, SelectionError) as exc:
             raise MountError(str(exc)) from exc

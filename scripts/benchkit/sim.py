@@ -11,6 +11,7 @@ import signal
 import subprocess
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,10 +25,11 @@ class Simulator:
     Its stderr goes to `log_path`, or to ours when that is None.
     """
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, args: Sequence[str] = ()) -> None:
+        """`args`: more `mastfs sim` arguments (a profile, knobs)."""
         self._log: IO[str] | None = log_path.open("w") if log_path is not None else None
         self.proc = subprocess.Popen(
-            [PY, "-m", "mastfs.sim", "--port", "0"],
+            [PY, "-m", "mastfs.sim", "--port", "0", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=self._log,

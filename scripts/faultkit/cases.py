@@ -152,7 +152,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "503-bursts",
         KNOB,
-        "3 of every 12 requests answered 503 with Retry-After: 1",
+        "the last 3 of every 12 requests answered 503 with Retry-After: 1",
         {"burst_every": 12, "burst_length": 3, "retry_after": 1},
     ),
     Case(
