@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from mastfs import product_lists
-from mastfs.archive import MAX_MTIME, MAX_SIZE, Query
+from mastfs.archive import MAX_MTIME, MAX_SIZE, Query, flush_query_cache
 from mastfs.archive_http import TOKEN_COOKIE, Limits
 from mastfs.safetext import REPLACEMENT
 from mastfs.session import Session, SessionError
@@ -220,6 +220,7 @@ def test_the_query_cache_keeps_only_valid_rows(sim_url: str, tmp_path: Path) -> 
         bad_rows(proxy)
         live, _ = session(proxy.url, tmp_path)
         url = proxy.url
+    flush_query_cache()
     (cached_file,) = (tmp_path / "queries").iterdir()
     doc = json.loads(cached_file.read_text())
     assert all(0 <= p["size"] <= MAX_SIZE for p in doc["products"])
@@ -234,6 +235,7 @@ def test_rows_from_the_query_cache_are_validated_again(sim_url: str, tmp_path: P
     with hostile(sim_url) as proxy:
         session(proxy.url, tmp_path)
         url = proxy.url
+    flush_query_cache()
     (cached_file,) = (tmp_path / "queries").iterdir()
     doc = json.loads(cached_file.read_text())
     first, second, third = doc["products"][:3]
