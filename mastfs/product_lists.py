@@ -193,9 +193,13 @@ class ProductLists:
                     batch = running.pop(future)
                     try:
                         outcome = future.result()
-                    except _BatchError as exc:
+                    except LimitExceeded:
+                        raise
+                    except Exception as exc:
+                        # A _BatchError says why; anything else is named as it is.
+                        why = str(exc) if isinstance(exc, _BatchError) else repr(exc)[:200]
                         raise BatchFailed(
-                            f"failed the product list of {batch.describe(planner.total())}: {exc}"
+                            f"failed the product list of {batch.describe(planner.total())}: {why}"
                         ) from None
                     finished[batch.number] = outcome
                     planner.done(batch, len(outcome.rows), outcome.split)
