@@ -1,10 +1,12 @@
-"""The astroquery adapter: a MAST query in, a list of `Product` rows out.
+"""The archive adapter: a MAST query in, a list of `Product` rows out.
 
-Everything here blocks (astroquery uses `requests`); the mount calls it through
-`trio.to_thread.run_sync`. astroquery fixes its MAST URLs when it is imported, so each `Archive`
-builds its own `ObservationsClass` and points that instance's URL attributes at `server`
-(`mast-api.md` §2): the archive's base URL is always configurable, without touching astroquery's
-configuration file.
+Everything here blocks (`requests`); the mount calls it through `trio.to_thread.run_sync`.
+The requests are those astroquery 0.4.11 makes (`mashup.py` says why not astroquery itself):
+`/whoami` to check the token, the observations' columns configuration (asked for at once, beside
+the login), one observation query (`Mast.Caom.Filtered`, `.Position` or `Mast.Caom.Cone` for a
+`--target`, resolved by `resolver.py`), then the product lists in batches (`product_lists.py`).
+TESS and TICA full-frame-image observations are left out of the product lists, as astroquery
+leaves them out. The archive's base URL is always configurable.
 
 Every request goes through `archive_http` (the token only to the configured origin; timeouts,
 size, page and row limits). Every value of a product row is validated here, before anything else
@@ -33,7 +35,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mastfs import archive_http
+from mastfs import archive_http, mashup
 from mastfs import resolver as resolver_mod
 from mastfs.archive_http import LimitExceeded, Limits
 from mastfs.model import Product, User
@@ -156,7 +158,7 @@ class QueryResult:
 
 
 class Archive:
-    """One MAST server, one astroquery session, one optional token, one set of `Limits`.
+    """One MAST server, one `requests` session, one optional token, one set of `Limits`.
 
     Once a request found the archive unreachable (refused, or silent past `Limits.timeout`), the
     live query is not tried again: `products` answers from the cache or fails at once, so a
@@ -176,13 +178,11 @@ class Archive:
         self._cache_dir = Path(cache_dir)
         self._token = token
         self.limits = limits or Limits()
-        # Asked for while astroquery is imported (`_columns_config`).
+        # Asked for at once, beside the login (`_columns_config`).
         self._columns = _PREFETCH.submit(_columns_config, self.server, token, self.limits)
-        self._obs = _observations_for(self.server)
+        self._session = _session()
         self._http = archive_http.GuardedAdapter(self.server, token, self.limits)
-        archive_http.install(self._obs._session, self._http)
-        # astroquery's own give-up time, past ours so that ours (with its message) comes first.
-        self._obs._portal_api_connection.TIMEOUT = self.limits.query_time + self.limits.timeout
+        archive_http.install(self._session, self._http)
         self._unreachable: ArchiveUnreachable | None = None
 
     def __repr__(self) -> str:
@@ -191,14 +191,16 @@ class Archive:
     def login(self) -> User | None:
         """Validate the token with the archive's `/whoami`; None when anonymous.
 
-        The token is never handed to astroquery's `login`, which would put it in the session's
-        cookie jar; the transport adds it to requests for this server only.
+        The token is never put in the session's cookie jar (as astroquery's `login` would): the
+        transport adds it to requests for this server only.
         """
         if not self._token:
             return None
         try:
             with self._http.query():
-                info = self._obs.session_info(verbose=False)
+                response = self._session.get(self.server + "/whoami")
+                response.raise_for_status()
+                info = response.json()
         except Exception as exc:
             raise self._wrap(exc, "logging in") from exc
         if not isinstance(info, dict) or info.get("anon", True):
@@ -238,34 +240,26 @@ class Archive:
     def _query_live(
         self, query: Query, progress: Callable[[str], None], deadline: float
     ) -> QueryResult:
-        criteria = query.astroquery_criteria()
         notes: list[str] = []
         progress(f"querying {self.server} for {query.describe()}")
-        columns = self._columns.result()
-        if isinstance(columns, BaseException):
-            raise self._wrap(columns, "querying observations")
-        if columns is not None:
-            portal = self._obs._portal_api_connection
-            portal._column_configs.update({service: columns for service in COLUMN_SERVICES})
         try:
-            if query.target:
-                coords = self._resolve(query.target, notes)
-                if criteria:
-                    table = self._obs.query_criteria(
-                        coordinates=coords, radius=f"{query.radius_deg} deg", **criteria
-                    )
-                else:
-                    table = self._obs.query_region(coords, radius=f"{query.radius_deg} deg")
-            else:
-                table = self._obs.query_criteria(**criteria)
-        except ArchiveError:
-            raise
+            filters = mashup.observation_filters(
+                self._columns_config(), query.astroquery_criteria()
+            )
+        except mashup.BadCriterion as exc:
+            raise ArchiveError(f"invalid criterion: {exc}") from None
+        where = None
+        if query.target:
+            ra, dec = self._resolve(query.target, notes)
+            where = (ra, dec, query.radius_deg)
+        try:
+            observations = mashup.observation_request(filters, where).rows(
+                self._session, self.server
+            )
         except Exception as exc:
             raise self._wrap(exc, "querying observations") from exc
-        if len(table) == 0:
+        if not observations:
             raise ArchiveError(f"no observations match {query.describe()} at {self.server}")
-        observations = _rows(table)
-        del table
         observations, ffis = _without_ffis(observations)
         if ffis:
             notes.append(
@@ -312,19 +306,40 @@ class Archive:
             dropped=dropped.count,
         )
 
-    def _resolve(self, name: str, notes: list[str]) -> Any:
-        """Name → SkyCoord: the resolver astroquery 0.4.11 asks, else the archive's lookup
+    def _resolve(self, name: str, notes: list[str]) -> tuple[float, float]:
+        """Name → (ra, dec): the resolver astroquery 0.4.11 asks, else the archive's lookup
         (`resolver.py`); a fallback is noted for the user."""
-        from astropy.coordinates import SkyCoord
-
-        session = self._obs._portal_api_connection._session
         try:
-            found = resolver_mod.resolve(name, session, self.resolver, self.server, _text)
+            found = resolver_mod.resolve(name, self._session, self.resolver, self.server, _text)
         except resolver_mod.NotResolved as exc:
             raise ArchiveError(str(exc)) from None
         if found.note:
             notes.append(found.note)
-        return SkyCoord(found.ra, found.dec, unit="deg")
+        return found.ra, found.dec
+
+    def _columns_config(self) -> dict[str, Any]:
+        """The observations' columns configuration (asked for when the archive was made)."""
+        columns = self._columns.result()
+        if isinstance(columns, BaseException):
+            raise self._wrap(columns, "querying observations")
+        if columns is None:
+            # Asked again, on this session, for the error it gives.
+            try:
+                response = mashup.post_form(
+                    self._session,
+                    self.server + mashup.COLUMNS_CONFIG_PATH,
+                    "colConfigId=" + COLUMNS_CONFIG,
+                )
+                response.raise_for_status()
+                columns = response.json()
+            except Exception as exc:
+                raise self._wrap(exc, "querying observations") from exc
+            if not isinstance(columns, dict) or not columns:
+                raise ArchiveError(
+                    f"the archive at {self.server} sent no columns configuration for its "
+                    "observations"
+                )
+        return columns
 
     # -- query-result cache ---------------------------------------------------------------------
 
@@ -430,29 +445,32 @@ class _Dropped:
         return notes
 
 
-# astroquery asks for the observations' columns configuration (under this name) before each of
-# these services (one API call each time a new `ObservationsClass` is used): `Archive` asks for
-# it while astroquery is imported and hands it over.
+# The columns configuration astroquery asks for before an observation query (it says which
+# columns are continuous and their separators): asked for when an `Archive` is made, beside the
+# login, on a session of its own.
 COLUMNS_CONFIG = "Mast.Caom.Cone"
-COLUMN_SERVICES = ("Mast.Caom.Cone", "Mast.Caom.Filtered", "Mast.Caom.Filtered.Position")
 _PREFETCH = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="columns")
 
 
-def _columns_config(server: str, token: str | None, limits: Limits) -> Any:
-    """The columns configuration as astroquery would ask for it; None when the answer is not
-    one (astroquery then asks again itself and reports what it gets), the exception when the
-    archive could not be reached (so that a silent archive costs one timeout, not two)."""
+def _session() -> Any:
     import requests
 
-    session = requests.Session()
+    return requests.Session()
+
+
+def _columns_config(server: str, token: str | None, limits: Limits) -> Any:
+    """The observations' columns configuration; None when the answer is not one (it is asked
+    again for the error), the exception when the archive could not be reached (so that a
+    silent archive costs one timeout, not two)."""
+    import requests
+
+    session = _session()
     adapter = archive_http.GuardedAdapter(server, token, limits)
     archive_http.install(session, adapter)
     try:
         with adapter.query():
-            response = session.post(
-                server + "/portal/Mashup/Mashup.asmx/columnsconfig",
-                data="colConfigId=" + COLUMNS_CONFIG,
-                headers={"Content-type": "application/x-www-form-urlencoded"},
+            response = mashup.post_form(
+                session, server + mashup.COLUMNS_CONFIG_PATH, "colConfigId=" + COLUMNS_CONFIG
             )
         doc = response.json() if response.status_code == 200 else None
     except (requests.Timeout, requests.ConnectionError) as exc:
@@ -462,26 +480,6 @@ def _columns_config(server: str, token: str | None, limits: Limits) -> Any:
     finally:
         session.close()
     return doc if isinstance(doc, dict) and doc else None
-
-
-def _observations_for(server: str) -> Any:
-    """A private astroquery `ObservationsClass` whose URLs point at `server`."""
-    from astroquery.mast import ObservationsClass
-
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("astroquery").setLevel(logging.WARNING)
-    obs = ObservationsClass()
-    portal = obs._portal_api_connection
-    portal.MAST_REQUEST_URL = server + "/api/v0/invoke"
-    portal.COLUMNS_CONFIG_URL = server + "/portal/Mashup/Mashup.asmx/columnsconfig"
-    portal.MAST_DOWNLOAD_URL = server + "/api/v0.1/Download/file"
-    portal.MAST_BUNDLE_URL = server + "/api/v0.1/Download/bundle"
-    obs._auth_obj.SESSION_INFO_URL = server + "/whoami"
-    service = obs._service_api_connection
-    service.SERVICE_URL = server
-    service.REQUEST_URL = server + "/api/v0.1/"
-    service.MAST_DOWNLOAD_URL = server + "/api/v0.1/Download/file"
-    return obs
 
 
 def _wrap(exc: BaseException, server: str, doing: str) -> ArchiveError:
@@ -500,27 +498,6 @@ def _wrap(exc: BaseException, server: str, doing: str) -> ArchiveError:
         )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ArchiveError(f"the archive at {server} failed while {doing}: {_text(text)[:300]}")
-
-
-def _rows(table: Any) -> list[dict[str, Any]]:
-    """An astropy Table as plain dicts, masked cells as None."""
-    import numpy as np
-
-    columns: dict[str, list[Any]] = {}
-    for name in table.colnames:
-        col = table[name]
-        values = col.tolist() if not hasattr(col, "mask") else _masked_list(col)
-        columns[name] = [v.item() if isinstance(v, np.generic) else v for v in values]
-    return [dict(zip(columns, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
-
-
-def _masked_list(col: Any) -> list[Any]:
-    mask = col.mask
-    data = col.data.data.tolist() if hasattr(col.data, "data") else col.tolist()
-    if mask is False or mask is None:
-        return list(data)
-    flags = mask.tolist() if hasattr(mask, "tolist") else [bool(mask)] * len(data)
-    return [None if m else v for v, m in zip(data, flags, strict=True)]
 
 
 def _product(row: dict[str, Any], observations: dict[str, dict[str, Any]]) -> Product:

@@ -1,14 +1,17 @@
-"""The archive adapter's HTTP transport: what astroquery's `requests` session may send and accept.
+"""The archive adapter's HTTP transport: what its `requests` sessions may send and accept.
 
-astroquery talks to MAST through one `requests.Session`: no timeout, no size limit, and the
-token in a `mast_token` cookie without a domain, which a redirect carries to any host. `install`
-mounts a `GuardedAdapter` on that session for every URL, so that each request astroquery (or
-`archive.py`) makes, and each redirect hop, passes through it:
+The adapter speaks to MAST as astroquery does (`mashup.py`), through `requests.Session`s, which
+by themselves have no timeout, no size limit, and would carry a token cookie to any host a
+redirect names. `install` mounts a `GuardedAdapter` on such a session for every URL, so that each
+request (`archive.py`, `product_lists.py`, `resolver.py`), and each redirect hop, passes
+through it:
 
-- **The token** is added here, as the `mast_token` cookie, to requests for the configured origin
-  (scheme, host and port) only; astroquery's cookie jar never holds it. A hop to another origin,
-  or from https to http, goes without it. It is not in the request object astroquery's debug log
+- **The token** is added here, as astroquery's `mast_token` cookie, to requests for the
+  configured origin (scheme, host and port) only; no cookie jar ever holds it. A hop to another
+  origin, or from https to http, goes without it. It is not in the request object a debug log
   prints either.
+- **Busy answers** (429, 502, 503, 504) are asked again after the `Retry-After` they name (or
+  growing pauses), a few times, within the query's time.
 - **Time**: every request, from connecting to its last body byte, ends within `Limits.timeout`: a
   watchdog shuts the socket down, so a server that stalls or trickles cannot outlast it. Each
   query (`GuardedAdapter.query`) ends within `Limits.query_time`.
@@ -18,7 +21,7 @@ mounts a `GuardedAdapter` on that session for every URL, so that each request as
   `/whoami` and name resolution only; product bytes go through `fetch.py`.)
 - **Portal answers** (`/api/v0/invoke`): no page past `Limits.max_pages` is requested; rows count
   against `Limits.max_rows` per query; a value astroquery cannot type (an integer beyond 64 bits,
-  a word in a number column, an unknown column type) is replaced before astroquery sees it, so
+  a word in a number column, an unknown column type) is replaced before the rows are read, so
   one bad row cannot fail a query. What the values mean is checked in `archive.py`.
 
 Used from one thread at a time (`archive.Archive` is).

@@ -674,7 +674,7 @@ def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
 
 
 def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False) -> int:
-    from mastfs.mount import MountError, MountOptions, check_cache_dir, check_mountpoint
+    from mastfs.mountpoint import MountError, check_cache_dir, check_mountpoint
 
     selection = selection_from_args(args)
     if demo:
@@ -701,6 +701,8 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
             fail(str(exc))
         if not args.foreground:
             return _mount_in_background(args.mountpoint, argv, cache_dir, demo, token)
+
+    from mastfs.mount import MountOptions
 
     start_server = None
     if demo:

@@ -17,11 +17,10 @@ advises a few at a time (about five), and big requests time out or have their co
   observations and what went wrong. It is never taken for an unreachable archive: the archive
   answered the observation query, so a cached result would hide the failure.
 
-Requests are Mashup requests as astroquery sends them (form-encoded `request=` JSON with a
-`cacheBreaker`; EXECUTING answers polled again; pages requested while `pagesFiltered` says there
-are more), through `archive_http.GuardedAdapter`s, so the token reaches the archive's origin only
-and every limit holds. Rows come back as the JSON objects MAST sent, made typeable by
-`archive_http.portal_document`; `archive.py` validates their values. astroquery's own
+Requests are Mashup requests as astroquery sends them (`mashup.Request`: EXECUTING answers
+polled again, every page read), through `archive_http.GuardedAdapter`s, so the token reaches the
+archive's origin only and every limit holds. Rows come back as the JSON objects MAST sent, made
+typeable by `archive_http.portal_document`; `archive.py` validates their values. astroquery's own
 `get_product_list` is not used: it asks for the columns configuration first (one more call),
 converts every answer to an astropy Table, and keeps per-request state on one session, so it
 cannot run batches side by side.
@@ -30,20 +29,17 @@ cannot run batches side by side.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import math
 import threading
 import time
-import urllib.parse
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from mastfs import archive_http
+from mastfs import archive_http, mashup
 from mastfs.archive_http import LimitExceeded, Limits
 
 log = logging.getLogger(__name__)
@@ -53,7 +49,6 @@ FIRST_BATCH = 5  # MAST's advice: product lists of about five observations at a 
 MAX_BATCH = 50
 TARGET_ROWS = 2000  # rows per batch that later batches are sized for
 IN_FLIGHT = 8
-PAGESIZE = 50_000  # astroquery's default page size
 # Pauses between attempts of one batch when the archive names none: 0.5, 1, 2, 4, 8 s.
 FIRST_PAUSE = 0.5
 MAX_PAUSE = 8.0
@@ -147,7 +142,7 @@ class ProductLists:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
-        # Mashup requests sent (polls and pages included), and rows that were not JSON objects.
+        # Mashup requests made (each with its polls and pages), rows that were not JSON objects.
         self.requests = 0
         self.malformed_rows = 0
 
@@ -279,69 +274,30 @@ class ProductLists:
     def _request(self, obsids: list[str], deadline: float) -> list[Row]:
         """One Mashup request for `obsids`: its polls and all its pages."""
         session, adapter = self._session()
-        mashup: dict[str, Any] = {
-            "service": SERVICE,
-            "params": {"obsid": ",".join(obsids)},
-            "format": "json",
-            "pagesize": PAGESIZE,
-            "page": 1,
-            "cacheBreaker": str(uuid.uuid4()),
-        }
-        rows: list[Row] = []
-        with adapter.query(deadline):
-            pages = 1
-            while mashup["page"] <= pages:
-                doc = self._complete(session, mashup)
-                data = doc.get("data")
-                rows.extend(data if isinstance(data, list) else [])
-                paging = doc.get("paging")
-                found = paging.get("pagesFiltered") if isinstance(paging, dict) else None
-                pages = found if type(found) is int and found > 0 else 1
-                mashup["page"] += 1
-            with self._lock:
-                self.malformed_rows += adapter.malformed_rows
-        return rows
-
-    def _complete(self, session: requests.Session, mashup: dict[str, Any]) -> dict[str, Any]:
-        """One page's answer, polled until it is no longer EXECUTING."""
-        body = "request=" + urllib.parse.quote(json.dumps(mashup))
-        headers = {"Content-type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
-        while True:
+        request = mashup.Request(SERVICE, {"obsid": ",".join(obsids)})
+        try:
+            with adapter.query(deadline):
+                rows = request.rows(session, self.server)
+        except LimitExceeded:
+            raise
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            tried = (
+                f" ({archive_http.BUSY_ATTEMPTS} attempts)" if status in archive_http.BUSY else ""
+            )
+            raise _BatchError(f"it answered HTTP {status}{tried}") from None
+        except requests.Timeout as exc:
+            raise _Retryable(
+                f"it did not answer: {exc}", split=False, attempts=TIMEOUT_ATTEMPTS
+            ) from None
+        except requests.ConnectionError:
+            raise _Retryable("it closed the connection", split=True) from None
+        except requests.RequestException as exc:
+            raise _Retryable(f"its answer was cut: {type(exc).__name__}", split=True) from None
+        except mashup.MashupError as exc:
+            raise _BatchError(str(exc)) from None
+        finally:
             with self._lock:
                 self.requests += 1
-            try:
-                response = session.post(
-                    self.server + archive_http.INVOKE_PATH, data=body, headers=headers
-                )
-            except LimitExceeded:
-                raise
-            except requests.Timeout as exc:
-                raise _Retryable(
-                    f"it did not answer: {exc}", split=False, attempts=TIMEOUT_ATTEMPTS
-                ) from None
-            except requests.ConnectionError:
-                raise _Retryable("it closed the connection", split=True) from None
-            except requests.RequestException as exc:
-                raise _Retryable(f"its answer was cut: {type(exc).__name__}", split=True) from None
-            status = response.status_code
-            if status in archive_http.BUSY:
-                # Already asked again while the archive said it was busy (`archive_http`).
-                raise _BatchError(
-                    f"it answered HTTP {status} ({archive_http.BUSY_ATTEMPTS} attempts)"
-                )
-            if status >= 400:
-                raise _BatchError(f"it answered HTTP {status}")
-            try:
-                doc = response.json()
-            except ValueError:
-                raise _Retryable("its answer was not JSON", split=False) from None
-            if not isinstance(doc, dict):
-                raise _BatchError("its answer was not a JSON object")
-            state = doc.get("status")
-            if state == "EXECUTING":
-                continue
-            if state != "COMPLETE":
-                msg = doc.get("msg")
-                said = f": {str(msg)[:200]}" if msg else ""
-                raise _BatchError(f"it reported {str(state)[:20]!r}{said}")
-            return doc
+                self.malformed_rows += adapter.malformed_rows
+        return rows

@@ -128,3 +128,23 @@ def test_ffi_targets_match_astroquery() -> None:
     from mastfs.archive import FFI_TARGETS
 
     assert {ffi.TESS_FFI, ffi.TICA_FFI} == FFI_TARGETS
+
+
+def test_observation_filters_are_astroquery_s(sim: Sim) -> None:
+    from astroquery.mast.discovery_portal import PortalAPI
+
+    from mastfs import mashup
+
+    config = sim.server.catalog.columns_config("Mast.Caom.Cone")
+    criteria: dict[str, Any] = {
+        "proposal_id": ["2734", "1558"],
+        "instrument_name": ["MIRI*"],
+        "t_exptime": [100.0, 500.0],
+        "filters": ["F770W"],
+    }
+    portal = PortalAPI()
+    portal._column_configs["Mast.Caom.Filtered"] = config
+    theirs = portal.build_filter_set("Mast.Caom.Cone", "Mast.Caom.Filtered", **criteria)
+    assert mashup.observation_filters(config, criteria) == theirs
+    with pytest.raises(mashup.BadCriterion, match=r"'proposal_idd' does not exist\. Did you mean"):
+        mashup.observation_filters(config, {"proposal_idd": "2734"})
