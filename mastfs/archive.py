@@ -286,7 +286,7 @@ class Archive:
 
         lists = ProductLists(self.server, self._token, self.limits)
         try:
-            lists.fetch(obsids, deadline, take, progress)
+            lists.fetch(obsids, deadline, take, progress, self._http.rows)
         except BatchFailed as exc:
             # Not "unreachable": the archive answered the observation query; a cached
             # result would hide which product list failed.

@@ -158,9 +158,11 @@ class ProductLists:
         deadline: float,
         take: Callable[[Sequence[Row]], None],
         progress: Callable[[str], None],
+        rows_before: int = 0,
     ) -> int:
         """Fetch the product lists of `obsids`, handing each batch's rows to `take` (on this
-        thread, in the order of `obsids`). Returns the number of batches.
+        thread, in the order of `obsids`). Returns the number of batches. `rows_before`: rows
+        of the query so far (its observations), which count against `Limits.max_rows` too.
 
         `BatchFailed` or `LimitExceeded` when the query cannot complete."""
         planner = _Planner(obsids)
@@ -200,7 +202,7 @@ class ProductLists:
                     planner.done(batch, len(outcome.rows), outcome.split)
                     observations += len(batch.obsids)
                     rows += len(outcome.rows)
-                    if rows > self.limits.max_rows:
+                    if rows_before + rows > self.limits.max_rows:
                         raise LimitExceeded(
                             f"the archive's answer has more than {self.limits.max_rows} rows "
                             "(--max-rows)"
