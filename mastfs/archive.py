@@ -1,10 +1,12 @@
-"""The astroquery adapter: a MAST query in, a list of `Product` rows out.
+"""The archive adapter: a MAST query in, a list of `Product` rows out.
 
-Everything here blocks (astroquery uses `requests`); the mount calls it through
-`trio.to_thread.run_sync`. astroquery fixes its MAST URLs when it is imported, so each `Archive`
-builds its own `ObservationsClass` and points that instance's URL attributes at `server`
-(`mast-api.md` §2): the archive's base URL is always configurable, without touching astroquery's
-configuration file.
+Everything here blocks (`requests`); the mount calls it through `trio.to_thread.run_sync`.
+The requests are those astroquery 0.4.11 makes (`mashup.py` says why not astroquery itself):
+`/whoami` to check the token, the observations' columns configuration (asked for at once, beside
+the login), one observation query (`Mast.Caom.Filtered`, `.Position` or `Mast.Caom.Cone` for a
+`--target`, resolved by `resolver.py`), then the product lists in batches (`product_lists.py`).
+TESS and TICA full-frame-image observations are left out of the product lists, as astroquery
+leaves them out. The archive's base URL is always configurable.
 
 Every request goes through `archive_http` (the token only to the configured origin; timeouts,
 size, page and row limits). Every value of a product row is validated here, before anything else
@@ -19,35 +21,41 @@ rows are stored, and rows read back are validated again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
 import math
 import sys
-import urllib.parse
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mastfs import archive_http
+from mastfs import archive_http, mashup
+from mastfs import resolver as resolver_mod
 from mastfs.archive_http import LimitExceeded, Limits
 from mastfs.model import Product, User
 from mastfs.private import PrivacyError, private_dir, read_private, write_private
+from mastfs.product_lists import BatchFailed, ProductLists
+from mastfs.resolver import DEFAULT_RESOLVER
 from mastfs.safetext import clean
 
 log = logging.getLogger(__name__)
 
-# astroquery 0.4.11 sends every obsid in one request; MAST advises a few at a time (seeds, JWST
-# primer): batches keep each request well inside the server's timeout and give progress.
-PRODUCT_BATCH = 100
 MJD_UNIX_EPOCH = 40587.0
 QUERY_CACHE_VERSION = 1
 # A cached query result larger than this is not read (200,000 rows take about 120 MB).
 QUERY_CACHE_MAX_BYTES = 512 << 20
 
+_ALL_FIELDS = [f.name for f in fields(Product)]
 _PRODUCT_FIELDS = [f.name for f in fields(Product) if f.name not in ("instrument_name", "mtime")]
+# Query results being written to the cache, by file (`Archive._store_cached`).
+_WRITES: dict[Path, threading.Thread] = {}
+_WRITES_LOCK = threading.Lock()
 _TEXT_FIELDS = [f.name for f in fields(Product) if f.type == "str"]
 # A product's size: anything outside 0..MAX_SIZE (1 PiB) is not a size.
 MAX_SIZE = 1 << 50
@@ -150,7 +158,7 @@ class QueryResult:
 
 
 class Archive:
-    """One MAST server, one astroquery session, one optional token, one set of `Limits`.
+    """One MAST server, one `requests` session, one optional token, one set of `Limits`.
 
     Once a request found the archive unreachable (refused, or silent past `Limits.timeout`), the
     live query is not tried again: `products` answers from the cache or fails at once, so a
@@ -163,16 +171,18 @@ class Archive:
         cache_dir: Path,
         token: str | None = None,
         limits: Limits | None = None,
+        resolver: str = DEFAULT_RESOLVER,
     ) -> None:
         self.server = server.rstrip("/")
+        self.resolver = resolver
         self._cache_dir = Path(cache_dir)
         self._token = token
         self.limits = limits or Limits()
-        self._obs = _observations_for(self.server)
+        # Asked for at once, beside the login (`_columns_config`).
+        self._columns = _PREFETCH.submit(_columns_config, self.server, token, self.limits)
+        self._session = _session()
         self._http = archive_http.GuardedAdapter(self.server, token, self.limits)
-        archive_http.install(self._obs._session, self._http)
-        # astroquery's own give-up time, past ours so that ours (with its message) comes first.
-        self._obs._portal_api_connection.TIMEOUT = self.limits.query_time + self.limits.timeout
+        archive_http.install(self._session, self._http)
         self._unreachable: ArchiveUnreachable | None = None
 
     def __repr__(self) -> str:
@@ -181,14 +191,16 @@ class Archive:
     def login(self) -> User | None:
         """Validate the token with the archive's `/whoami`; None when anonymous.
 
-        The token is never handed to astroquery's `login`, which would put it in the session's
-        cookie jar; the transport adds it to requests for this server only.
+        The token is never put in the session's cookie jar (as astroquery's `login` would): the
+        transport adds it to requests for this server only.
         """
         if not self._token:
             return None
         try:
             with self._http.query():
-                info = self._obs.session_info(verbose=False)
+                response = self._session.get(self.server + "/whoami")
+                response.raise_for_status()
+                info = response.json()
         except Exception as exc:
             raise self._wrap(exc, "logging in") from exc
         if not isinstance(info, dict) or info.get("anon", True):
@@ -204,8 +216,9 @@ class Archive:
         try:
             if self._unreachable is not None:
                 raise self._unreachable
-            with self._http.query():
-                result = self._query_live(query, progress)
+            deadline = time.monotonic() + self.limits.query_time
+            with self._http.query(deadline):
+                result = self._query_live(query, progress, deadline)
         except ArchiveUnreachable as exc:
             cached = self._load_cached(query)
             if cached is None:
@@ -224,90 +237,109 @@ class Archive:
 
     # -- live query ---------------------------------------------------------------------------
 
-    def _query_live(self, query: Query, progress: Callable[[str], None]) -> QueryResult:
-        criteria = query.astroquery_criteria()
+    def _query_live(
+        self, query: Query, progress: Callable[[str], None], deadline: float
+    ) -> QueryResult:
+        notes: list[str] = []
         progress(f"querying {self.server} for {query.describe()}")
         try:
-            if query.target:
-                coords = self._resolve(query.target)
-                if criteria:
-                    table = self._obs.query_criteria(
-                        coordinates=coords, radius=f"{query.radius_deg} deg", **criteria
-                    )
-                else:
-                    table = self._obs.query_region(coords, radius=f"{query.radius_deg} deg")
-            else:
-                table = self._obs.query_criteria(**criteria)
-        except ArchiveError:
-            raise
+            filters = mashup.observation_filters(
+                self._columns_config(), query.astroquery_criteria()
+            )
+        except mashup.BadCriterion as exc:
+            raise ArchiveError(f"invalid criterion: {exc}") from None
+        where = None
+        if query.target:
+            ra, dec = self._resolve(query.target, notes)
+            where = (ra, dec, query.radius_deg)
+        try:
+            observations = mashup.observation_request(filters, where).rows(
+                self._session, self.server
+            )
         except Exception as exc:
             raise self._wrap(exc, "querying observations") from exc
-        if len(table) == 0:
+        if not observations:
             raise ArchiveError(f"no observations match {query.describe()} at {self.server}")
-        observations = _rows(table)
+        observations, ffis = _without_ffis(observations)
+        if ffis:
+            notes.append(
+                f"left out {ffis} TESS/TICA full-frame-image observation{'s' if ffis > 1 else ''}"
+                " (enormous product lists; astroquery leaves them out too: use TESScut)"
+            )
+        if not observations:
+            raise ArchiveError(
+                f"only full-frame-image observations match {query.describe()} at {self.server}"
+            )
         by_obsid = {str(o.get("obsid")): o for o in observations}
         obsids = sorted(by_obsid, key=_natural)
         # Rows become Products batch by batch: holding 50,000 row dicts at once would double
         # the peak memory of a big program.
         products: list[Product] = []
         dropped = _Dropped()
-        for start in range(0, len(obsids), PRODUCT_BATCH):
-            batch = obsids[start : start + PRODUCT_BATCH]
-            try:
-                ptable = self._obs.get_product_list(batch)
-            except Exception as exc:
-                if "empty" in str(exc).lower():
-                    continue
-                raise self._wrap(exc, "listing products") from exc
-            for row in _rows(ptable):
+
+        def take(rows: Sequence[dict[str, Any]]) -> None:
+            for row in rows:
                 try:
                     products.append(_product(row, by_obsid))
                 except InvalidRow as bad:
                     dropped.add(str(bad), row.get("dataURI"))
-            del ptable
-            if len(obsids) > PRODUCT_BATCH:
-                progress(
-                    f"product lists: {start + len(batch)}/{len(obsids)} observations, "
-                    f"{len(products)} product rows"
-                )
-        dropped.count += self._http.malformed_rows
+
+        lists = ProductLists(self.server, self._token, self.limits)
+        try:
+            lists.fetch(obsids, deadline, take, progress, self._http.rows)
+        except BatchFailed as exc:
+            # Not "unreachable": the archive answered the observation query; a cached
+            # result would hide which product list failed.
+            raise ArchiveError(f"the archive at {self.server} {exc}") from None
+        except LimitExceeded as exc:
+            raise self._wrap(exc, "listing products") from exc
+        finally:
+            lists.close()
+        malformed = self._http.malformed_rows + lists.malformed_rows
+        dropped.count += malformed
         summary = f"{len(observations)} observations, {len(products)} product rows"
         progress(summary + (f" ({dropped.count} invalid rows dropped)" if dropped.count else ""))
         return QueryResult(
             products=products,
             observations=len(observations),
-            notes=dropped.notes(self._http.malformed_rows),
+            notes=notes + dropped.notes(malformed),
             dropped=dropped.count,
         )
 
-    def _resolve(self, name: str) -> Any:
-        """Name → SkyCoord through the archive's own `Mast.Name.Lookup` service.
-
-        astroquery 0.4.11 resolves names at a hard-coded resolver host that cannot be redirected;
-        asking the configured server keeps every request on the archive the user chose.
-        """
-        from astropy.coordinates import SkyCoord
-
-        request = {"service": "Mast.Name.Lookup", "params": {"input": name, "format": "json"}}
-        body = "request=" + urllib.parse.quote(json.dumps(request))
-        session = self._obs._portal_api_connection._session
+    def _resolve(self, name: str, notes: list[str]) -> tuple[float, float]:
+        """Name → (ra, dec): the resolver astroquery 0.4.11 asks, else the archive's lookup
+        (`resolver.py`); a fallback is noted for the user."""
         try:
-            response = session.post(
-                self.server + "/api/v0/invoke",
-                data=body,
-                headers={"Content-type": "application/x-www-form-urlencoded"},
-            )
-            response.raise_for_status()
-            found = response.json().get("resolvedCoordinate") or []
-            if found:
-                ra, dec = float(found[0]["ra"]), float(found[0]["decl"])
-        except Exception as exc:
-            raise self._wrap(exc, f"resolving {name!r}") from exc
-        if not found:
-            raise ArchiveError(f"could not resolve target name {name!r}")
-        if not (math.isfinite(ra) and math.isfinite(dec) and abs(dec) <= 90):
-            raise ArchiveError(f"the archive resolved {name!r} to an invalid position")
-        return SkyCoord(ra % 360.0, dec, unit="deg")
+            found = resolver_mod.resolve(name, self._session, self.resolver, self.server, _text)
+        except resolver_mod.NotResolved as exc:
+            raise ArchiveError(str(exc)) from None
+        if found.note:
+            notes.append(found.note)
+        return found.ra, found.dec
+
+    def _columns_config(self) -> dict[str, Any]:
+        """The observations' columns configuration (asked for when the archive was made)."""
+        columns = self._columns.result()
+        if isinstance(columns, BaseException):
+            raise self._wrap(columns, "querying observations")
+        if columns is None:
+            # Asked again, on this session, for the error it gives.
+            try:
+                response = mashup.post_form(
+                    self._session,
+                    self.server + mashup.COLUMNS_CONFIG_PATH,
+                    "colConfigId=" + COLUMNS_CONFIG,
+                )
+                response.raise_for_status()
+                columns = response.json()
+            except Exception as exc:
+                raise self._wrap(exc, "querying observations") from exc
+            if not isinstance(columns, dict) or not columns:
+                raise ArchiveError(
+                    f"the archive at {self.server} sent no columns configuration for its "
+                    "observations"
+                )
+        return columns
 
     # -- query-result cache ---------------------------------------------------------------------
 
@@ -315,22 +347,38 @@ class Archive:
         return self._cache_dir / "queries" / f"{query.key(self.server)}.json"
 
     def _store_cached(self, query: Query, result: QueryResult) -> None:
+        """Write the result in a thread of its own (seconds for 50,000 rows, which the user
+        need not wait for); a later `_load_cached` of the same file in this process waits for
+        it, the interpreter's exit too (not a daemon thread)."""
         path = self._cache_file(query)
-        doc = {
-            "version": QUERY_CACHE_VERSION,
-            "server": self.server,
-            "query": asdict(query),
-            "observations": result.observations,
-            "products": [asdict(p) for p in result.products],
-        }
-        try:
-            private_dir(path.parent)
-            write_private(path, json.dumps(doc).encode())
-        except (OSError, PrivacyError) as exc:
-            log.warning("could not cache the query result in %s: %s", path.parent, exc)
+        products = tuple(result.products)
+
+        def write() -> None:
+            doc = {
+                "version": QUERY_CACHE_VERSION,
+                "server": self.server,
+                "query": asdict(query),
+                "observations": result.observations,
+                # Not `asdict`, which deep-copies each row: ten times slower.
+                "products": [{name: getattr(p, name) for name in _ALL_FIELDS} for p in products],
+            }
+            try:
+                private_dir(path.parent)
+                write_private(path, json.dumps(doc).encode())
+            except (OSError, PrivacyError) as exc:
+                log.warning("could not cache the query result in %s: %s", path.parent, exc)
+
+        writer = threading.Thread(target=write, name="query-cache")
+        with _WRITES_LOCK:
+            _WRITES[path] = writer
+        writer.start()
 
     def _load_cached(self, query: Query) -> QueryResult | None:
         path = self._cache_file(query)
+        with _WRITES_LOCK:
+            writing = _WRITES.pop(path, None)
+        if writing is not None:
+            writing.join()
         try:
             private_dir(path.parent)
             doc = json.loads(read_private(path, QUERY_CACHE_MAX_BYTES))
@@ -364,6 +412,15 @@ class Archive:
         )
 
 
+def flush_query_cache() -> None:
+    """Wait until every query result this process is caching has been written."""
+    with _WRITES_LOCK:
+        writing = list(_WRITES.values())
+        _WRITES.clear()
+    for writer in writing:
+        writer.join()
+
+
 class _Dropped:
     """Rows left out of a result: how many, and why (with the first row for each reason)."""
 
@@ -388,24 +445,41 @@ class _Dropped:
         return notes
 
 
-def _observations_for(server: str) -> Any:
-    """A private astroquery `ObservationsClass` whose URLs point at `server`."""
-    from astroquery.mast import ObservationsClass
+# The columns configuration astroquery asks for before an observation query (it says which
+# columns are continuous and their separators): asked for when an `Archive` is made, beside the
+# login, on a session of its own.
+COLUMNS_CONFIG = "Mast.Caom.Cone"
+_PREFETCH = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="columns")
 
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("astroquery").setLevel(logging.WARNING)
-    obs = ObservationsClass()
-    portal = obs._portal_api_connection
-    portal.MAST_REQUEST_URL = server + "/api/v0/invoke"
-    portal.COLUMNS_CONFIG_URL = server + "/portal/Mashup/Mashup.asmx/columnsconfig"
-    portal.MAST_DOWNLOAD_URL = server + "/api/v0.1/Download/file"
-    portal.MAST_BUNDLE_URL = server + "/api/v0.1/Download/bundle"
-    obs._auth_obj.SESSION_INFO_URL = server + "/whoami"
-    service = obs._service_api_connection
-    service.SERVICE_URL = server
-    service.REQUEST_URL = server + "/api/v0.1/"
-    service.MAST_DOWNLOAD_URL = server + "/api/v0.1/Download/file"
-    return obs
+
+def _session() -> Any:
+    import requests
+
+    return requests.Session()
+
+
+def _columns_config(server: str, token: str | None, limits: Limits) -> Any:
+    """The observations' columns configuration; None when the answer is not one (it is asked
+    again for the error), the exception when the archive could not be reached (so that a
+    silent archive costs one timeout, not two)."""
+    import requests
+
+    session = _session()
+    adapter = archive_http.GuardedAdapter(server, token, limits)
+    archive_http.install(session, adapter)
+    try:
+        with adapter.query():
+            response = mashup.post_form(
+                session, server + mashup.COLUMNS_CONFIG_PATH, "colConfigId=" + COLUMNS_CONFIG
+            )
+        doc = response.json() if response.status_code == 200 else None
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        return exc
+    except (requests.RequestException, ValueError):
+        return None
+    finally:
+        session.close()
+    return doc if isinstance(doc, dict) and doc else None
 
 
 def _wrap(exc: BaseException, server: str, doing: str) -> ArchiveError:
@@ -424,27 +498,6 @@ def _wrap(exc: BaseException, server: str, doing: str) -> ArchiveError:
         )
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ArchiveError(f"the archive at {server} failed while {doing}: {_text(text)[:300]}")
-
-
-def _rows(table: Any) -> list[dict[str, Any]]:
-    """An astropy Table as plain dicts, masked cells as None."""
-    import numpy as np
-
-    columns: dict[str, list[Any]] = {}
-    for name in table.colnames:
-        col = table[name]
-        values = col.tolist() if not hasattr(col, "mask") else _masked_list(col)
-        columns[name] = [v.item() if isinstance(v, np.generic) else v for v in values]
-    return [dict(zip(columns, vals, strict=True)) for vals in zip(*columns.values(), strict=True)]
-
-
-def _masked_list(col: Any) -> list[Any]:
-    mask = col.mask
-    data = col.data.data.tolist() if hasattr(col.data, "data") else col.tolist()
-    if mask is False or mask is None:
-        return list(data)
-    flags = mask.tolist() if hasattr(mask, "tolist") else [bool(mask)] * len(data)
-    return [None if m else v for v, m in zip(data, flags, strict=True)]
 
 
 def _product(row: dict[str, Any], observations: dict[str, dict[str, Any]]) -> Product:
@@ -533,6 +586,16 @@ def _mjd_to_unix(mjd: Any) -> float:
     if math.isnan(value):
         return 0.0
     return (value - MJD_UNIX_EPOCH) * 86400.0
+
+
+# astroquery 0.4.11 leaves observations of these targets out of product requests.
+FFI_TARGETS = frozenset({"TESS FFI", "TICA FFI"})
+
+
+def _without_ffis(observations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The observations less TESS and TICA full-frame images, and how many those were."""
+    kept = [o for o in observations if o.get("target_name") not in FFI_TARGETS]
+    return kept, len(observations) - len(kept)
 
 
 def _natural(obsid: str) -> tuple[int, str]:

@@ -1,14 +1,17 @@
-"""The archive adapter's HTTP transport: what astroquery's `requests` session may send and accept.
+"""The archive adapter's HTTP transport: what its `requests` sessions may send and accept.
 
-astroquery talks to MAST through one `requests.Session`: no timeout, no size limit, and the
-token in a `mast_token` cookie without a domain, which a redirect carries to any host. `install`
-mounts a `GuardedAdapter` on that session for every URL, so that each request astroquery (or
-`archive.py`) makes, and each redirect hop, passes through it:
+The adapter speaks to MAST as astroquery does (`mashup.py`), through `requests.Session`s, which
+by themselves have no timeout, no size limit, and would carry a token cookie to any host a
+redirect names. `install` mounts a `GuardedAdapter` on such a session for every URL, so that each
+request (`archive.py`, `product_lists.py`, `resolver.py`), and each redirect hop, passes
+through it:
 
-- **The token** is added here, as the `mast_token` cookie, to requests for the configured origin
-  (scheme, host and port) only; astroquery's cookie jar never holds it. A hop to another origin,
-  or from https to http, goes without it. It is not in the request object astroquery's debug log
+- **The token** is added here, as astroquery's `mast_token` cookie, to requests for the
+  configured origin (scheme, host and port) only; no cookie jar ever holds it. A hop to another
+  origin, or from https to http, goes without it. It is not in the request object a debug log
   prints either.
+- **Busy answers** (429, 502, 503, 504) are asked again after the `Retry-After` they name (or
+  growing pauses), a few times, within the query's time.
 - **Time**: every request, from connecting to its last body byte, ends within `Limits.timeout`: a
   watchdog shuts the socket down, so a server that stalls or trickles cannot outlast it. Each
   query (`GuardedAdapter.query`) ends within `Limits.query_time`.
@@ -18,7 +21,7 @@ mounts a `GuardedAdapter` on that session for every URL, so that each request as
   `/whoami` and name resolution only; product bytes go through `fetch.py`.)
 - **Portal answers** (`/api/v0/invoke`): no page past `Limits.max_pages` is requested; rows count
   against `Limits.max_rows` per query; a value astroquery cannot type (an integer beyond 64 bits,
-  a word in a number column, an unknown column type) is replaced before astroquery sees it, so
+  a word in a number column, an unknown column type) is replaced before the rows are read, so
   one bad row cannot fail a query. What the values mean is checked in `archive.py`.
 
 Used from one thread at a time (`archive.Archive` is).
@@ -27,6 +30,7 @@ Used from one thread at a time (`archive.Archive` is).
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import math
 import re
@@ -58,6 +62,32 @@ _FLOAT_TYPES = frozenset({"double", "float", "decimal"})
 _OTHER_TYPES = frozenset({"char", "string", "datetime", "date", "boolean", "binary"})
 # Put in an integer cell astroquery could not convert: negative, so no size or level accepts it.
 INVALID_INT = -1
+
+
+# Answers that mean "busy, ask again": asked again up to BUSY_ATTEMPTS times in all, after the
+# `Retry-After` they name (at most BUSY_MAX_WAIT) or pauses of 0.5, 1, 2, 4 s.
+BUSY = frozenset({429, 502, 503, 504})
+BUSY_ATTEMPTS = 5
+BUSY_FIRST_PAUSE = 0.5
+BUSY_MAX_PAUSE = 4.0
+BUSY_MAX_WAIT = 120.0
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header (delay-seconds or an HTTP date); None if absent or
+    not understood."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value[:9]))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 @dataclass(frozen=True)
@@ -207,9 +237,12 @@ class GuardedAdapter(HTTPAdapter):
         return manager
 
     @contextlib.contextmanager
-    def query(self) -> Iterator[None]:
-        """One query's budget: its deadline (`query_time`) and its row count."""
-        self._query_deadline = time.monotonic() + self.limits.query_time
+    def query(self, deadline: float | None = None) -> Iterator[None]:
+        """One query's budget: its deadline (`query_time` from now, or the `time.monotonic()`
+        value given, for a part of a query) and its row count."""
+        self._query_deadline = (
+            time.monotonic() + self.limits.query_time if deadline is None else deadline
+        )
         self.rows = 0
         self.malformed_rows = 0
         try:
@@ -228,6 +261,33 @@ class GuardedAdapter(HTTPAdapter):
         verify: Any = True,
         cert: Any = None,
         proxies: Any = None,
+    ) -> requests.Response:
+        """One request (or redirect hop); asked again while the archive answers it is busy
+        (`BUSY`), after the `Retry-After` it names or a growing pause, within the query."""
+        pause = BUSY_FIRST_PAUSE
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            response = self._send_once(request, verify, cert, proxies)
+            if response.status_code not in BUSY or attempt == BUSY_ATTEMPTS:
+                return response
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            wait, pause = (pause if wait is None else wait), min(pause * 2, BUSY_MAX_PAUSE)
+            if not self._time_for(wait):
+                return response
+            log.info("the archive answered %d; asking again in %.1f s", response.status_code, wait)
+            response.close()
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _time_for(self, wait: float) -> bool:
+        """Whether a pause of `wait` seconds and one more request fit the query's time."""
+        if wait > BUSY_MAX_WAIT:
+            return False
+        if self._query_deadline is None:
+            return wait < self.limits.timeout
+        return time.monotonic() + wait < self._query_deadline
+
+    def _send_once(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any, proxies: Any
     ) -> requests.Response:
         seconds, by_query = self._request_time()
         body = _text_body(request.body)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from mastfs import __version__
 from mastfs.daemon import READY_FD_OPTION, TOKEN_FD_OPTION
+from mastfs.resolver import DEFAULT_RESOLVER, RESOLVER_ENV
 from mastfs.safetext import clean
 
 if TYPE_CHECKING:
@@ -267,6 +268,12 @@ def _add_archive_args(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="persistent cache (default $XDG_CACHE_HOME/mastfs)",
+    )
+    g.add_argument(
+        "--resolver",
+        metavar="URL",
+        help=f"name resolver for --target, asked as astroquery 0.4.11 asks it, the archive's "
+        f"lookup if it fails (env {RESOLVER_ENV}; default {DEFAULT_RESOLVER})",
     )
 
 
@@ -614,6 +621,16 @@ def ownership_from_args(args: argparse.Namespace, token: str | None) -> Ownershi
     )
 
 
+def resolver_from_args(args: argparse.Namespace) -> str:
+    from mastfs.resolver import valid_resolver_url
+
+    try:
+        chosen = getattr(args, "resolver", None) or os.environ.get(RESOLVER_ENV)
+        return valid_resolver_url(chosen or DEFAULT_RESOLVER)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def limits_from_args(args: argparse.Namespace) -> Limits:
     from mastfs.archive_http import Limits
 
@@ -657,7 +674,7 @@ def setup_logging(debug: bool, stream: TextIO | None = None) -> None:
 
 
 def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False) -> int:
-    from mastfs.mount import MountError, MountOptions, check_cache_dir, check_mountpoint
+    from mastfs.mountpoint import MountError, check_cache_dir, check_mountpoint
 
     selection = selection_from_args(args)
     if demo:
@@ -669,6 +686,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
     else:
         query = query_from_args(args)
         server, token = server_from_args(args), token_from_args(args)
+    resolver = resolver_from_args(args)
     _hold_token()
     cache_dir = cache_dir_from_args(args)
     if args.ready_fd is None:
@@ -683,6 +701,8 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
             fail(str(exc))
         if not args.foreground:
             return _mount_in_background(args.mountpoint, argv, cache_dir, demo, token)
+
+    from mastfs.mount import MountOptions
 
     start_server = None
     if demo:
@@ -703,6 +723,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         allow_other=args.allow_other,
         ownership=ownership_from_args(args, token),
         limits=limits_from_args(args),
+        resolver=resolver,
         debug=args.debug,
         start_server=start_server,
     )
@@ -826,6 +847,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         layout=args.layout,
         reporter=reporter,
         limits=limits_from_args(args),
+        resolver=resolver_from_args(args),
     )
     try:
         session = trio.run(start)

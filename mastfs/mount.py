@@ -25,18 +25,14 @@ from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
+from mastfs.mountpoint import MountError
 from mastfs.ownership import Ownership
-from mastfs.private import PrivacyError
 from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.session import Progress, SessionError, open_session
 
 log = logging.getLogger(__name__)
 
 DEFAULT_READAHEAD_KB = 1024
-
-
-class MountError(Exception):
-    """A mount that cannot start; the message is one line for the user."""
 
 
 class Reporter(Progress, Protocol):
@@ -61,42 +57,12 @@ class MountOptions:
     ownership: Ownership | None = None
     # Bounds on the archive's requests and answers; `limits.timeout` also bounds every read.
     limits: archive_mod.Limits = field(default_factory=archive_mod.Limits)
+    # The name resolver `--target` asks first (`resolver.py`).
+    resolver: str = archive_mod.DEFAULT_RESOLVER
     debug: bool = False
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
     start_server: Callable[[AsyncExitStack], str] | None = None
-
-
-# -- checks that need no network ---------------------------------------------------------------
-
-
-def check_mountpoint(path: Path) -> Path:
-    """The mount point must be an existing, empty, not yet mounted directory."""
-    resolved = Path(os.path.abspath(path))
-    if system.is_mounted(resolved):
-        raise MountError(f"{path} is already a mount point (run: mastfs umount {path})")
-    if not resolved.exists():
-        raise MountError(f"mount point {path} does not exist (create it with: mkdir -p {path})")
-    if not resolved.is_dir():
-        raise MountError(f"mount point {path} is not a directory")
-    try:
-        if any(resolved.iterdir()):
-            raise MountError(f"mount point {path} is not empty")
-    except PermissionError as exc:
-        raise MountError(f"mount point {path} cannot be read: {exc.strerror}") from exc
-    return resolved
-
-
-def check_cache_dir(path: Path) -> Path:
-    """The cache directory, created private if missing; refused if others could write it."""
-    try:
-        return runtime.check_cache_dir(path)
-    except PrivacyError as exc:
-        raise MountError(str(exc)) from exc
-    except OSError as exc:
-        raise MountError(
-            f"cache directory {path} cannot be written: {exc.strerror or exc}"
-        ) from exc
 
 
 # -- the mount itself --------------------------------------------------------------------------
@@ -121,6 +87,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 reporter=reporter,
                 fetcher=fetcher,
                 limits=opts.limits,
+                resolver=opts.resolver,
             )
         except (SessionError, SelectionError) as exc:
             raise MountError(str(exc)) from exc

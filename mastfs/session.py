@@ -87,15 +87,17 @@ async def open_session(
     reporter: Progress,
     fetcher: Fetcher | None = None,
     limits: Limits | None = None,
+    resolver: str = archive_mod.DEFAULT_RESOLVER,
 ) -> Session:
     """Log in, query (falling back to the cached result offline), probe access, build state.
 
     `fetcher` (for `server` and `token`) is used for the access probe; without one, a
     short-lived fetcher is made and closed here. `limits` bound every archive request and
-    answer (`archive_http.Limits`; the defaults without).
+    answer (`archive_http.Limits`; the defaults without). `resolver`: where `--target` names are
+    resolved first (`resolver.py`).
     """
     limits = limits or Limits()
-    archive = archive_mod.Archive(server, cache_dir, token, limits)
+    archive = archive_mod.Archive(server, cache_dir, token, limits, resolver)
     user: User | None = None
     unchecked: archive_mod.ArchiveUnreachable | None = None
     try:

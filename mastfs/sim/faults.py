@@ -85,7 +85,7 @@ class FaultSettings:
     redirect_ignores_range: bool = False
     # Cone and position searches also find TESS and TICA full-frame-image observations.
     tess_ffi: bool = False
-    # Of every `burst_every` requests, the first `burst_length` are answered 503 ...
+    # Of every `burst_every` requests, the last `burst_length` are answered 503 ...
     burst_every: int = 0
     burst_length: int = 0
     # ... with `Retry-After: N` (whole seconds), also sent with `error_rate` errors.
@@ -342,7 +342,7 @@ class Faults:
             if s.burst_every and eligible:
                 place = self._burst_seen % s.burst_every
                 self._burst_seen += 1
-                if place < s.burst_length and self._budget_left():
+                if place >= s.burst_every - s.burst_length and self._budget_left():
                     self._fired += 1
                     return RequestPlan(latency=latency, error_status=503, retry_after=s.retry_after)
             if s.error_rate > 0 and eligible:

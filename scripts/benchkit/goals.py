@@ -40,6 +40,7 @@ RANDOM_AFTER_REMOUNT = Goal("≥", 200, " MiB/s", " (peers.md)")  # one reader, 
 LISTING = Goal("<", 0.5, " s")  # ls -lR of 10k products
 MEMORY_STREAMING = Goal("<", 300, " MB", ", flat")  # daemon's peak RSS over 4.3 GiB
 MEMORY_TREE = Goal("<", 300, " MB")  # daemon's peak RSS with the 10k-product tree
+NO_SLOWER = Goal("≥", 1, "×")  # mount → ready against astroquery's own query, as a process
 
 # -- the rows --------------------------------------------------------------------------------------
 
@@ -299,7 +300,31 @@ META_MEMORY = Group(
     ),
 )
 
-TABLE: tuple[Group, ...] = (SEQ, HEADER, RANDOM, PARALLEL, META, MEMORY, META_MEMORY)
+MOUNT_TIME = Group(
+    "mount_time",
+    missing="8. mount → ready under the mast profile",
+    rows=tuple(
+        Faster(
+            label=f"8. program {program}: mount → ready, simulator --profile mast",
+            mine=("mount_time", "programs", program, "mastfs_s"),
+            ref_name="astroquery query_criteria + get_product_list, fresh process",
+            ref=("mount_time", "programs", program, "astroquery_s"),
+            goal=NO_SLOWER,
+        )
+        for program in ("2734", "1999")
+    ),
+)
+
+TABLE: tuple[Group, ...] = (
+    SEQ,
+    HEADER,
+    RANDOM,
+    PARALLEL,
+    META,
+    MEMORY,
+    META_MEMORY,
+    MOUNT_TIME,
+)
 
 
 def build_rows(results: Results) -> list[Row]:

@@ -38,11 +38,16 @@ class Mounted:
 
 @contextmanager
 def mastfs(
-    session: Session, program: str, cache_dir: Path, readahead_kb: int = 1024
+    session: Session,
+    program: str,
+    cache_dir: Path,
+    readahead_kb: int = 1024,
+    server: str | None = None,
 ) -> Iterator[Mounted]:
-    """`mastfs mount --program P` of the session's simulator on a fresh mount point."""
+    """`mastfs mount --program P` of the session's simulator (or `server`) on a fresh mount
+    point."""
     mnt = session.fresh("mnt")
-    cmd = [*MASTFS, "mount", "--program", program, "--server", session.sim.url]
+    cmd = [*MASTFS, "mount", "--program", program, "--server", server or session.sim.url]
     cmd += ["--cache-dir", str(cache_dir), "--readahead-kb", str(readahead_kb), str(mnt)]
     started = time.perf_counter()
     done = run(cmd, timeout=300)

@@ -25,11 +25,11 @@ class Simulator:
     Its stderr goes to `log_path`, or to ours when that is None.
     """
 
-    def __init__(self, log_path: Path | None = None, extra_args: Sequence[str] = ()) -> None:
-        """`extra_args`: more `mastfs sim` options (a link's latency and bandwidth)."""
+    def __init__(self, log_path: Path | None = None, args: Sequence[str] = ()) -> None:
+        """`args`: more `mastfs sim` arguments (a profile, knobs)."""
         self._log: IO[str] | None = log_path.open("w") if log_path is not None else None
         self.proc = subprocess.Popen(
-            [PY, "-m", "mastfs.sim", "--port", "0", *extra_args],
+            [PY, "-m", "mastfs.sim", "--port", "0", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -144,16 +144,20 @@ CASES: tuple[Case, ...] = (
         {"wrong_length": -1000, "max_faults": 4},
         errors_ok=True,
     ),
-    # The real archive's manners (issue 14) that reads meet.
-    Case("no-etag", KNOB, "downloads without ETag (Last-Modified only)", {"no_etag": "mast:"}),
+    # The real archive's manners (issue 14) that reads meet; one reader each (test time).
     Case(
-        "no-length", KNOB, "downloads without Content-Length (chunked)", {"no_length": "mast:"}
+        "generated",
+        KNOB,
+        "downloads as generated files come: no ETag (Last-Modified only), no Content-Length",
+        {"no_etag": "mast:", "no_length": "mast:"},
+        readers=(SEQ,),
     ),
     Case(
         "503-bursts",
         KNOB,
-        "3 of every 12 requests answered 503 with Retry-After: 1",
+        "the last 3 of every 12 requests answered 503 with Retry-After: 1",
         {"burst_every": 12, "burst_length": 3, "retry_after": 1},
+        readers=(RANDOM,),
     ),
     Case(
         "executing-polls",

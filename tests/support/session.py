@@ -35,6 +35,7 @@ def run_session(
     token: str | None = None,
     selection: Selection | None = None,
     limits: Limits | None = None,
+    resolver: str | None = None,
 ) -> tuple[Session, Recorder]:
     """`open_session` in the nested layout, in a trio run of its own."""
     reporter = Recorder()
@@ -48,5 +49,6 @@ def run_session(
         layout="nested",
         reporter=reporter,
         limits=limits,
+        **({"resolver": resolver} if resolver else {}),
     )
     return trio.run(start), reporter
