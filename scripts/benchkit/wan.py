@@ -16,7 +16,7 @@ its knobs `--latency-ms` (a sleep before each answer: one round trip per request
             range GET per read (one keep-alive connection) and fsspec
   small     `cat` of the files under 1 MB of program 2734, fresh mount, against one curl with
             every URL (keep-alive)
-  mount     mount to ready (sections/mount_time.py, when present)
+  mount     mount to ready of programs 2734 and 1999 against astroquery (sections/mount_time.py)
 
 The table goes between the `bench-wan` markers of docs/performance.md (a full run) and raw
 numbers to bench-out/bench-wan.json.
@@ -392,13 +392,13 @@ def _curl_all(session: Session, uris: list[str]) -> float:
 
 
 def mount(session: Session, out: dict[str, Any], args: argparse.Namespace) -> None:
-    try:
-        from .sections import mount_time  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise BenchError("sections/mount_time.py is not on this branch") from exc
+    from .sections import mount_time
+
     result = mount_time.MountTimeResult()
-    mount_time.measure(session, result)
-    out.update(result.to_json())
+    try:
+        mount_time.measure(session, result)
+    finally:
+        out.update(result.to_json())
 
 
 SECTIONS: dict[str, Callable[[Session, dict[str, Any], argparse.Namespace], None]] = {
@@ -438,16 +438,7 @@ def _timed(label: str, mine: float | None, ref_name: str, ref: float | None,
 
 def build_rows(r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
-    bw = (
-        lookup(
-            r,
-            (
-                "link",
-                "bandwidth",
-            ),
-        )
-        or 0
-    ) / 1e6
+    bw = (lookup(r, ("link", "bandwidth")) or 0) / 1e6
     for key, what in (("seq", f"{bw:g} MB/s per connection"), ("nocap", "no bandwidth cap")):
         if key not in r:
             continue
@@ -501,14 +492,12 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
         label = f"cat of the {m.get('files')} files < 1 MB of {PROGRAM}"
         rows.append(_timed(label, m.get("mastfs_s"), "one curl, all URLs (keep-alive)",
                            m.get("curl_s")))  # fmt: skip
+    for program, times in (lookup(r, ("mount", "programs")) or {}).items():
+        rows.append(_timed(f"program {program}: mount → ready", times.get("mastfs_s"),
+                           "astroquery query_criteria + get_product_list, fresh process",
+                           times.get("astroquery_s"), 1.0))  # fmt: skip
     for key in WAN_SECTIONS:
-        error = lookup(
-            r,
-            (
-                key,
-                "error",
-            ),
-        )
+        error = lookup(r, (key, "error"))
         if error:
             rows.append(Row(f"{key}: not measured", "–", error[:200]))
     return rows
