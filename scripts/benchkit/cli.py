@@ -16,11 +16,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __doc__ as package_doc
 from .common import BUDGET_S, DOC, ROOT, SECTION_NAMES
 from .table import BEGIN, END, Row, render_block, render_table, write_doc
+
+if TYPE_CHECKING:
+    from .session import Session
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -83,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
     from .goals import build_rows
-    from .machine import machine
     from .sections import SECTIONS, run_section
     from .session import Session
 
@@ -101,29 +103,32 @@ def run(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
             results[name] = run_section(session, SECTIONS[name])
     finally:
         session.close()
-    total = time.monotonic() - session.t0
-    info = machine()
-    info["loadavg_start"], info["loadavg_end"] = load_start, os.getloadavg()
-    rows = build_rows(results)
     command = "scripts/bench" + (f" --only {args.only}" if args.only else "")
-    report(args, "bench", started, command, total, info, rows, session.notes, results)
+    report(args, "bench", command, session, (started, load_start), results, build_rows(results))
     return 0
 
 
 def report(
     args: argparse.Namespace,
     kind: str,
-    started: datetime.datetime,
     command: str,
-    seconds: float,
-    info: dict[str, Any],
-    rows: list[Row],
-    notes: list[str],
+    session: Session,
+    start: tuple[datetime.datetime, tuple[float, float, float]],
     results: dict[str, Any],
+    rows: list[Row],
+    notes: list[str] | None = None,
     markers: tuple[str, str] = (BEGIN, END),
 ) -> None:
     """Print the table, write `kind`.json (or `kind`-partial.json with --only) and, for a
-    full run, the table between `markers` in docs/performance.md."""
+    full run, the table between `markers` in docs/performance.md. `start`: when the run
+    started and the load average then; `notes` default to the session's."""
+    from .machine import machine
+
+    started, load_start = start
+    seconds = time.monotonic() - session.t0
+    info = machine()
+    info["loadavg_start"], info["loadavg_end"] = load_start, os.getloadavg()
+    notes = session.notes if notes is None else notes
     when = f"{started:%Y-%m-%d %H:%M}"
     block = render_block(command, when, seconds, info, render_table(rows), notes)
     print()

@@ -41,7 +41,6 @@ from typing import Any
 from .cli import report
 from .common import LAUNCHER, PROGRAM, PY, BenchError, GiB, MiB
 from .compare import lookup
-from .machine import machine
 from .mounts import fuse_process, mastfs
 from .peers import astroquery_download
 from .procs import run, run_helper, tail
@@ -132,10 +131,6 @@ def _inside(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
             results[name] = out
     finally:
         session.close()
-    total = time.monotonic() - session.t0
-    info = machine()
-    info["loadavg_start"], info["loadavg_end"] = load_start, os.getloadavg()
-    rows = build_rows(results)
     command = "scripts/bench --wan" + (f" --only {args.only}" if args.only else "")
     link_note = (
         f'Link: the simulator\'s "mast" profile (docs/simulator.md: 500 ms API calls, no '
@@ -144,7 +139,9 @@ def _inside(args: argparse.Namespace, chosen: tuple[str, ...]) -> int:
         "benchmark's own (no netem on these kernels)."
     )
     notes = [link_note, *session.notes]
-    report(args, "bench-wan", started, command, total, info, rows, notes, results, (BEGIN, END))
+    start = (started, load_start)
+    report(args, "bench-wan", command, session, start, results, build_rows(results), notes,
+           (BEGIN, END))  # fmt: skip
     return 0
 
 
