@@ -456,6 +456,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(s)
     s.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
 
+    st = sub.add_parser(
+        "status",
+        help="what a running mount is doing",
+        description="Print a running mount's query, selection, cache use and hit rate, bytes "
+        "fetched, requests in flight and recent errors. Only the user who mounted it (and "
+        "root) may ask.",
+    )
+    st.add_argument("--json", action="store_true", help="the full report as JSON")
+    st.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+
+    w = sub.add_parser(
+        "warm",
+        help="fetch files into the cache ahead of time",
+        description="Fetch a mount's files into its disk cache, in parallel, for offline "
+        "work: the whole mount, the files and folders given, and of those only what the "
+        "selection options keep. Files already cached are skipped, so an interrupted run "
+        "resumes where it stopped; a set larger than the cache's bound is refused. A progress "
+        "line on a terminal, one line per file otherwise.",
+        epilog="Example: mastfs warm ~/mast/2734 ~/mast/2734/JWST --group X1DINTS",
+    )
+    w.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    w.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="files or folders in it")
+    _add_selection_args(w)
+    w.add_argument(
+        "--parallel",
+        type=_positive(int),
+        default=4,
+        metavar="N",
+        help="files read at once (default 4)",
+    )
+    w.add_argument("--dry-run", action="store_true", help="say what would be fetched, and stop")
+
     ls = sub.add_parser("ls", help="print a query's selection without mounting")
     _add_query_args(ls)
     _add_selection_args(ls)
@@ -875,6 +907,51 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
     return 0 if report.clean or report.repaired else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from mastfs.control import ControlError, status
+    from mastfs.status import format_status
+
+    try:
+        report = status(args.mountpoint)
+    except ControlError as exc:
+        fail(str(exc))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_status(report))
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from mastfs import warm
+    from mastfs.control import ControlError, status
+
+    selection = selection_from_args(args) if _has_selection_args(args) else None
+    try:
+        limit = status(args.mountpoint).get("cache_limit")
+        plan = warm.make_plan(warm.collect(args.mountpoint, args.paths, selection))
+        warm.check_fits(plan, limit if isinstance(limit, int) else None)
+    except (ControlError, warm.WarmError) as exc:
+        fail(str(exc))
+    if args.dry_run or not plan.files:
+        print(clean(f"{plan.describe()}" + ("" if plan.files else ": nothing to do")))
+        return 0
+    reporter = warm.TerminalReporter() if sys.stderr.isatty() else warm.LineReporter()
+    outcome = warm.run(plan, reporter, parallel=args.parallel)
+    line = (
+        f"warmed {outcome.warmed} of {len(plan.files)} files "
+        f"({warm.format_bytes(outcome.bytes_read)} read)"
+        + (f"; {outcome.failed} failed (manifest.html says why)" if outcome.failed else "")
+    )
+    if outcome.interrupted:
+        print(clean(f"mastfs: interrupted: {line}; run it again to resume"), file=sys.stderr)
+        return 130
+    print(clean(line))
+    return 1 if outcome.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sim"]:
@@ -895,6 +972,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_select(args)
         if args.command == "ls":
             return cmd_ls(args)
+        if args.command == "status":
+            return cmd_status(args)
+        if args.command == "warm":
+            return cmd_warm(args)
         if args.command == "cache":
             return cmd_cache_verify(args)
     except UsageError as exc:

@@ -144,6 +144,10 @@ class Core:
     def stats(self) -> dict[str, int]:
         return self.cache.stats()
 
+    async def cached_bytes(self, product: Product) -> int:
+        """Bytes of the product's current version in the disk cache."""
+        return await self.cache.cached_bytes(product.dataURI, product.size)
+
     # -- listeners (called by the cache) ---------------------------------------------------------
 
     def _content_changed(self, dataURI: str) -> None:

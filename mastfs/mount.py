@@ -7,9 +7,11 @@ background daemon writes them to the pipe its parent waits on (see `daemon.py`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import runtime, system
+from mastfs import runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
@@ -154,7 +156,16 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         ownership = opts.ownership or Ownership.build(
             os.getuid(), os.getgid(), private_views=bool(opts.token)
         )
-        ops = MastOperations(core, spawn=spawn, ownership=ownership)
+        info = status.MountInfo(
+            str(opts.mountpoint),
+            opts.query.describe(),
+            opts.server,
+            str(opts.cache_dir),
+            os.getpid(),
+            time.time(),
+        )
+        report = functools.partial(status.gather, core, info)
+        ops = MastOperations(core, spawn=spawn, ownership=ownership, status=report)
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and

@@ -206,9 +206,23 @@ class BlockCache:
         out = self.counters.as_dict()
         out["memory_bytes"] = self.memory.size
         out["readahead_inflight_bytes"] = self.budget.fetching.used
+        out["blocks_in_flight"] = len(self.flights)
         for name, value in self._fetcher.counters.items():
             out[f"http_{name}"] = value
         return out
+
+    async def cached_bytes(self, dataURI: str, size: int) -> int:
+        """Bytes of the product's current version on disk (0 when no version is known)."""
+        version = await self.versions.load(dataURI)
+        if version is None:
+            return 0
+        indices = await self.disk.cached_indices(dataURI, version.identity)
+        count = self.layout.count(size)
+        return sum(self.layout.length(i, size) for i in indices if 0 <= i < count)
+
+    async def disk_usage(self) -> tuple[int, int | None]:
+        """(bytes on disk, the bound) of the shared block cache."""
+        return await self.disk.volume(), self.disk.index.size_limit
 
     # -- the public reads --------------------------------------------------------------------
 
