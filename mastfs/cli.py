@@ -530,6 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cache directory (default: $XDG_CACHE_HOME/mastfs or ~/.cache/mastfs)",
     )
 
+    comp = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print the completion script of a shell (made by shtab from these options). "
+        "bash: mastfs completion bash > ~/.local/share/bash-completion/completions/mastfs",
+    )
+    comp.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+
     sub.add_parser("sim", help="run the MAST archive simulator", add_help=False)
     return parser
 
@@ -952,6 +960,29 @@ def cmd_warm(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    try:
+        print(shtab.complete(build_parser(), shell=args.shell), flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return 0
+
+
+def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Defaults from the config file for what the command line left unset (`config.py`)."""
+    from mastfs import config
+
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    path = config.config_path()
+    data = config.load(path)
+    if data:
+        skip = {"server"} if os.environ.get(SERVER_ENV) else set()
+        config.apply(args, args.command, subparsers.choices, data, path, skip)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sim"]:
@@ -961,6 +992,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from mastfs.config import ConfigError
+
+        try:
+            _apply_config(parser, args)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
         if args.command == "mount":
             return cmd_mount(args, argv)
         if args.command == "demo":
@@ -976,6 +1013,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(args)
         if args.command == "warm":
             return cmd_warm(args)
+        if args.command == "completion":
+            return cmd_completion(args)
         if args.command == "cache":
             return cmd_cache_verify(args)
     except UsageError as exc:

@@ -22,7 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import runtime, status, system
+from mastfs import notify, runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
@@ -196,11 +196,15 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         pid = runtime.write_pid(opts.mountpoint)
         stack.callback(lambda: pid.unlink(missing_ok=True))
         who = user.display_name if user else "anonymous"
-        reporter.ready(
+        mounted = (
             f"mounted {opts.query.describe()} at {opts.mountpoint} ({opts.layout}, {who}): "
             f"{format_summary(summary, user)}"
             + (" [offline: query result from cache]" if result.from_cache else "")
         )
+        reporter.ready(mounted)
+        # Run by systemd in the foreground (a background daemon's parent tells it instead).
+        notify.ready(mounted)
+        stack.callback(notify.stopping)
         await pyfuse3.main()
         clean_exit = True
         log.info("unmounted %s", opts.mountpoint)
