@@ -151,6 +151,15 @@ def parse_gid(text: str) -> int:
         raise argparse.ArgumentTypeError(f"no such group {text!r}") from None
 
 
+def parse_metrics_address(text: str) -> tuple[str, int]:
+    from mastfs.metrics import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _split(values: Sequence[str] | None) -> tuple[str, ...]:
     out: list[str] = []
     for value in values or ():
@@ -400,6 +409,20 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         "-f", "--foreground", action="store_true", help="stay in the foreground and log to stderr"
     )
     g.add_argument("--debug", action="store_true", help="verbose logging")
+    g.add_argument(
+        "--metrics",
+        type=parse_metrics_address,
+        metavar="ADDR",
+        help="serve Prometheus metrics at [HOST:]PORT (a bare port: loopback only); "
+        "counters and sizes, never the query or file names",
+    )
+    g.add_argument(
+        "--log",
+        choices=("auto", "file", "syslog"),
+        default="auto",
+        help="where the background process logs: its log file in the cache directory, or "
+        "syslog/journald (/dev/log); auto: syslog when started by systemd, else the file",
+    )
     g.add_argument(READY_FD_OPTION, type=int, help=argparse.SUPPRESS)
     g.add_argument(TOKEN_FD_OPTION, type=int, help=argparse.SUPPRESS)
 
@@ -745,8 +768,9 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         limits=limits_from_args(args),
         debug=args.debug,
         start_server=start_server,
+        metrics=args.metrics,
     )
-    return _serve(opts, args.ready_fd, args.debug)
+    return _serve(opts, args.ready_fd, args.debug, args.log)
 
 
 def _mount_in_background(
@@ -766,7 +790,7 @@ def _mount_in_background(
     return code
 
 
-def _serve(opts: MountOptions, ready_fd: int | None, debug: bool) -> int:
+def _serve(opts: MountOptions, ready_fd: int | None, debug: bool, log_to: str = "file") -> int:
     """Run the mount in this process; as a daemon when `ready_fd` is its parent's pipe."""
     import trio
 
@@ -775,6 +799,15 @@ def _serve(opts: MountOptions, ready_fd: int | None, debug: bool) -> int:
 
     pipe = PipeReporter(ready_fd) if ready_fd is not None else None
     setup_logging(debug)
+    if pipe is not None:
+        from mastfs import logtarget
+
+        try:
+            logtarget.use_syslog(log_to, _CleanFormatter(logtarget.FORMAT))
+        except OSError as exc:
+            message = f"cannot log to syslog at {logtarget.ADDRESS}: {exc.strerror}; use --log file"
+            pipe.error(message)
+            fail(message)
     try:
         trio.run(serve, opts, pipe or ConsoleReporter())
     except MountError as exc:

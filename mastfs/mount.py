@@ -22,7 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import notify, runtime, status, system
+from mastfs import metrics, notify, runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
@@ -67,6 +67,8 @@ class MountOptions:
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
     start_server: Callable[[AsyncExitStack], str] | None = None
+    # `--metrics`: (host, port) of the Prometheus endpoint, off when None.
+    metrics: tuple[str, int] | None = None
 
 
 # -- checks that need no network ---------------------------------------------------------------
@@ -166,6 +168,14 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         )
         report = functools.partial(status.gather, core, info)
         ops = MastOperations(core, spawn=spawn, ownership=ownership, status=report)
+        if opts.metrics is not None:
+            try:
+                stack.enter_context(metrics.serving(core, opts.metrics))
+            except OSError as exc:
+                host, port = opts.metrics
+                raise MountError(
+                    f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}"
+                ) from exc
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and
