@@ -1004,16 +1004,18 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Defaults from the config file for what the command line left unset (`config.py`)."""
+def _config_defaults(parser: argparse.ArgumentParser) -> dict[str, dict[str, list[object]]]:
+    """The config file's values as the commands' defaults (`config.py`); what `config.fill`
+    adds after parsing."""
     from mastfs import config
 
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     path = config.config_path()
     data = config.load(path)
-    if data:
-        skip = {"server"} if os.environ.get(SERVER_ENV) else set()
-        config.apply(args, args.command, subparsers.choices, data, path, skip)
+    if not data:
+        return {}
+    skip = {"server"} if os.environ.get(SERVER_ENV) else set()
+    return config.apply(subparsers.choices, data, path, skip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1023,14 +1025,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        from mastfs.config import ConfigError
+    from mastfs.config import ConfigError, fill
 
-        try:
-            _apply_config(parser, args)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        later = _config_defaults(parser)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    args = parser.parse_args(argv)
+    fill(args, later)
+    try:
         if args.command == "mount":
             return cmd_mount(args, argv)
         if args.command == "demo":

@@ -106,44 +106,53 @@ def _convert(action: argparse.Action, key: str, value: Any, path: Path) -> Any:
 
 
 def apply(
-    args: argparse.Namespace,
-    command: str,
     parsers: Mapping[str, argparse.ArgumentParser],
     data: Mapping[str, Any],
     path: Path,
     skip: Iterable[str] = (),
-) -> None:
-    """Fill the options of `args` (of `command`) that the command line left unset."""
+) -> dict[str, dict[str, list[Any]]]:
+    """Make the file's values the defaults of the commands' parsers, before they parse (so
+    the command line still wins). Repeatable options (`level`) cannot take a default that the
+    command line replaces: theirs are returned, by command, for `fill` after parsing."""
     known: set[str] = set()
     for name, parser in parsers.items():
         known |= _actions(parser).keys()
-        section = data.get(name, {})
-        if name in data and not isinstance(section, dict):
+        if name in data and not isinstance(data[name], dict):
             raise ConfigError(f"config file {path}: [{name}] must be a table")
     for key, value in data.items():
-        if key not in known and not (isinstance(value, dict) and key in parsers):
-            raise ConfigError(f"config file {path}: unknown key {key!r}")
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key in parsers:
             for inner in value:
                 if inner not in _actions(parsers[key]):
                     raise ConfigError(
                         f"config file {path}: [{key}] has no option {inner!r}"
                         f" (see mastfs {key} --help)"
                     )
-    actions = _actions(parsers[command])
-    values = {k: v for k, v in data.items() if not isinstance(v, dict) and k in actions}
-    values.update(data.get(command, {}))
-    for key, value in values.items():
-        if key in skip:
-            continue
-        action = actions[key]
-        converted = _convert(action, key, value, path)
-        current = getattr(args, action.dest, None)
-        if isinstance(action, argparse._AppendAction):
-            if current is None:
-                setattr(args, action.dest, converted)
-        elif action.nargs == 0:
-            if converted and current in (None, False, action.default):
-                setattr(args, action.dest, action.const)
-        elif current == action.default:
-            setattr(args, action.dest, converted)
+        elif key not in known:
+            raise ConfigError(f"config file {path}: unknown key {key!r}")
+    later: dict[str, dict[str, list[Any]]] = {}
+    for name, parser in parsers.items():
+        actions = _actions(parser)
+        values = {k: v for k, v in data.items() if not isinstance(v, dict) and k in actions}
+        values.update(data.get(name, {}))
+        defaults: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in skip:
+                continue
+            action = actions[key]
+            converted = _convert(action, key, value, path)
+            if isinstance(action, argparse._AppendAction):
+                later.setdefault(name, {})[action.dest] = converted
+            elif action.nargs == 0:
+                if converted:
+                    defaults[action.dest] = action.const
+            else:
+                defaults[action.dest] = converted
+        parser.set_defaults(**defaults)
+    return later
+
+
+def fill(args: argparse.Namespace, later: Mapping[str, Mapping[str, list[Any]]]) -> None:
+    """The file's repeatable options that the command line did not give."""
+    for dest, value in later.get(getattr(args, "command", ""), {}).items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
