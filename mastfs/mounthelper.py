@@ -18,6 +18,7 @@ ready (or failed, with the reason), as mount(8) expects of a helper.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -131,8 +132,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args is None:
         return 0
+    from mastfs.cli import build_parser
     from mastfs.cli import main as mastfs_main
 
+    command = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices[args[0]]
+    for arg in args:
+        if arg.startswith("--") and arg not in command._option_string_actions:
+            key = arg[2:].replace("-", "_")
+            print(
+                f"mount.mastfs: error: unknown option {key!r} (the options of "
+                f"`mastfs {args[0]} --help`, without dashes)",
+                file=sys.stderr,
+            )
+            return 2
     return mastfs_main(args)
 
 

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 # The last fetch errors the report lists (the manifest lists them all).
 RECENT_ERRORS = 20
 # Values of `Core.stats()` that go up and down (the rest only grow): gauges for Prometheus.
-GAUGES = frozenset({"memory_bytes", "readahead_inflight_bytes", "blocks_in_flight"})
+GAUGES = frozenset(
+    {"memory_bytes", "readahead_inflight_bytes", "blocks_in_flight", "http_in_flight"}
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ async def gather(core: Core, info: MountInfo) -> dict[str, Any]:
     return {
         **asdict(info),
         "uptime": max(0.0, time.time() - info.started),
-        "selection": snap.selection.to_json(),
+        "selection": snap.selection.describe(),
         "summary": core.summary_text(),
         "selected_files": summary.selected_files,
         "selected_bytes": summary.selected_bytes,
@@ -108,7 +110,8 @@ def format_status(report: Mapping[str, Any]) -> str:
         f"fetched:   {format_bytes(stats.get('bytes_fetched', 0))} in "
         f"{stats.get('requests', 0)} requests ({stats.get('http_retries', 0)} retries); "
         f"served {format_bytes(stats.get('bytes_served', 0))}",
-        f"in flight: {stats.get('blocks_in_flight', 0)} blocks",
+        f"in flight: {stats.get('http_in_flight', 0)} requests, "
+        f"{stats.get('blocks_in_flight', 0)} blocks",
     ]
     errors = report.get("errors")
     errors = errors if isinstance(errors, list) else []

@@ -71,9 +71,14 @@ def test_status_shows_the_query_selection_and_cache(mount: Mount) -> None:
     assert report["selected_files"] == 2
     assert report["cache_limit"] == CACHE_SIZE
     assert "X1DINTS" in report["selection"]
-    assert {"hits", "misses", "bytes_fetched", "requests", "blocks_in_flight"} <= set(
-        report["counters"]
-    )
+    assert {
+        "hits",
+        "misses",
+        "bytes_fetched",
+        "requests",
+        "blocks_in_flight",
+        "http_in_flight",
+    } <= set(report["counters"])
     text = run_cli(["status", str(mount.path)])
     assert text.returncode == 0, text.stderr
     assert f"pid {mount.pid}" in text.stdout

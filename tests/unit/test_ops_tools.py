@@ -196,3 +196,31 @@ def test_syslog_records_reach_a_real_socket(datagrams: tuple[str, socket.socket]
     assert f"mastfs[{os.getpid()}]: WARNING mastfs.x: hello y".encode() in sock.recv(4096)
     with pytest.raises(OSError):
         logtarget.handler(logging.Formatter(), path + "-nothing")
+
+
+def test_a_files_attributes_give_back_what_the_selection_needs() -> None:
+    from mastfs.model import Product
+    from mastfs.selection import Selection, select
+    from mastfs.xattrs import product_from_xattrs, product_xattrs
+
+    p = Product(
+        dataURI="mast:JWST/product/jw1_x1dints.fits",
+        productFilename="jw1_x1dints.fits",
+        obs_id="jw1",
+        obs_collection="JWST",
+        size=123,
+        calib_level=2,
+        productType="SCIENCE",
+        productSubGroupDescription="X1DINTS",
+        dataRights="EXCLUSIVE_ACCESS",
+        proposal_id="2734",
+    )
+    back = product_from_xattrs(product_xattrs(p, readable=True), p.productFilename)
+    for sel in (
+        Selection.build(levels=("2b",), groups=("x1dints",)),
+        Selection.build(categories=("SCIENCE",), regex=("/x1d/",)),
+        Selection.build(public_only=True),
+        Selection.build(groups=("CAL",)),
+    ):
+        assert select([back], sel) == ([back] if select([p], sel) else [])
+    assert (back.dataURI, back.size, back.is_exclusive) == (p.dataURI, 123, True)
