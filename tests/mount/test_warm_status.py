@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 
 from mastfs.xattrs import XATTR_CACHED, XATTR_STATUS
 from tests.support import reads
-from tests.support.mounting import Mount, mounted, run_cli
+from tests.support.mounting import MASTFS, Mount, mounted, run_cli
 
 pytestmark = pytest.mark.mount
 
@@ -113,16 +115,44 @@ def test_warm_selects_with_the_overlay_options(mount: Mount) -> None:
     assert done.stdout.startswith("1 files"), done.stdout
 
 
+def settled_cached(path: Path) -> int:
+    """`user.mastfs.cached` once blocks still on their way to the disk have landed."""
+    last, deadline = -1, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = cached(path)
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.5)
+    return last
+
+
 def test_an_interrupted_warm_resumes_without_fetching_again(mount: Mount, sim: Any) -> None:
     path = products(mount)[0]
     size, uri = path.stat().st_size, uri_of(path)
-    # A first run stopped part-way: the first 2 MiB are read, and reach the disk cache.
-    reads.pread(path, 0, 2 << 20)
-    deadline = time.monotonic() + 30
-    while cached(path) < 2 << 20 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    before = cached(path)
-    assert 2 << 20 <= before < size
+    # A slow archive, and Ctrl-C once part of the file has arrived.
+    sim.faults(bandwidth=1 << 20, scope=uri.rpartition("/")[2])
+    warm = subprocess.Popen(
+        [*MASTFS, "warm", str(mount.path), str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while sim.sent(uri) < 2 << 20 and time.monotonic() < deadline and warm.poll() is None:
+            time.sleep(0.1)
+        warm.send_signal(signal.SIGINT)
+        out, err = warm.communicate(timeout=60)
+    finally:
+        if warm.poll() is None:
+            warm.kill()
+            warm.wait()
+    sim.clear_faults()
+    assert warm.returncode == 130, (out, err)
+    assert "interrupted" in err and "run it again to resume" in err and "Traceback" not in err
+    before = settled_cached(path)
+    assert 0 < before < size
     sim.reset_stats()
     done = run_cli(["warm", str(mount.path), str(path)])
     assert done.returncode == 0, done.stderr
@@ -130,10 +160,7 @@ def test_an_interrupted_warm_resumes_without_fetching_again(mount: Mount, sim: A
     assert "warmed 1 of 1 files" in done.stdout
     # Nothing that was cached crossed the network again.
     assert 0 < sim.sent(uri) <= size - before
-    deadline = time.monotonic() + 30
-    while cached(path) < size and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert cached(path) == size
+    assert settled_cached(path) == size
     sim.reset_stats()
     again = run_cli(["warm", str(mount.path), str(path)])
     assert again.returncode == 0, again.stderr
