@@ -224,3 +224,23 @@ def test_a_files_attributes_give_back_what_the_selection_needs() -> None:
     ):
         assert select([back], sel) == ([back] if select([p], sel) else [])
     assert (back.dataURI, back.size, back.is_exclusive) == (p.dataURI, 123, True)
+
+
+def test_bash_completion_knows_the_commands_and_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    from mastfs.cli import main
+
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "mastfs"
+    script.write_text(capsys.readouterr().out)
+    probe = (
+        f"source {script}; COMP_WORDS=(mastfs wa); COMP_CWORD=1; _shtab_mastfs; "
+        'echo "${COMPREPLY[@]}"; COMP_WORDS=(mastfs warm --par); COMP_CWORD=2; _shtab_mastfs; '
+        'echo "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["warm", "--parallel"]
