@@ -8,10 +8,8 @@ status report through the raw attribute, as any program could.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 
 from mastfs.xattrs import XATTR_CACHED, XATTR_STATUS
 from tests.support import reads
-from tests.support.mounting import MASTFS, Mount, mounted, run_cli
+from tests.support.mounting import MASTFS, Mount, mounted, run_cli, traversable_dir
 
 pytestmark = pytest.mark.mount
 
@@ -32,12 +30,8 @@ SELECTION = ["--group", "X1DINTS", "--regex", "/02101_00001-seg00[12]_nis/"]
 
 @pytest.fixture(scope="module")
 def shared_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="mastfs-warm-"))
-    path.chmod(0o711)
-    try:
+    with traversable_dir("mastfs-warm-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
