@@ -974,7 +974,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
     selection = selection_from_args(args) if _has_selection_args(args) else None
     try:
         limit = status(args.mountpoint).get("cache_limit")
-        plan = warm.make_plan(warm.collect(args.mountpoint, args.paths, selection))
+        plan = warm.make_plan(*warm.collect(args.mountpoint, args.paths, selection))
         warm.check_fits(plan, limit if isinstance(limit, int) else None)
     except (ControlError, warm.WarmError) as exc:
         fail(str(exc))

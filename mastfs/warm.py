@@ -12,7 +12,6 @@ one plain line per file otherwise.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import sys
@@ -56,6 +55,7 @@ class File:
 class Plan:
     files: list[File]  # to read
     complete: list[File]  # wholly cached already
+    unreadable: int = 0  # exclusive-access files this login cannot read: left out
 
     @property
     def total_bytes(self) -> int:
@@ -71,14 +71,19 @@ class Plan:
 
     def describe(self) -> str:
         count = len(self.files) + len(self.complete)
-        return (
+        text = (
             f"{count} files, {format_bytes(self.total_bytes)}: "
             f"{format_bytes(self.needed_bytes)} to fetch, {len(self.complete)} files cached already"
         )
+        if self.unreadable:
+            text += (
+                f"; {self.unreadable} exclusive-access files left out (not readable by this login)"
+            )
+        return text
 
 
-def make_plan(files: Sequence[File]) -> Plan:
-    return Plan([f for f in files if f.needed > 0], [f for f in files if f.needed == 0])
+def make_plan(files: Sequence[File], unreadable: int = 0) -> Plan:
+    return Plan([f for f in files if f.needed > 0], [f for f in files if f.needed == 0], unreadable)
 
 
 def check_fits(plan: Plan, cache_limit: int | None) -> None:
@@ -120,39 +125,43 @@ def _xattrs(path: Path) -> dict[str, str]:
     return values
 
 
-def collect(mountpoint: Path, paths: Sequence[Path], selection: Selection | None) -> list[File]:
+def collect(
+    mountpoint: Path, paths: Sequence[Path], selection: Selection | None
+) -> tuple[list[File], int]:
     """The distinct product files under `paths` (the whole mount without any) that
-    `selection` keeps, with how much of each is cached (`WarmError` for a path outside)."""
+    `selection` keeps and this login may read, with how much of each is cached; and how many
+    it may not read (`WarmError` for a path outside the mount or one that cannot be read)."""
     root = Path(os.path.abspath(mountpoint))
     starts = [Path(os.path.abspath(p)) for p in paths] or [root]
     for start in starts:
         if start != root and not start.is_relative_to(root):
             raise WarmError(f"{start} is not inside the mount {mountpoint}")
     seen: set[int] = set()
-    found: list[tuple[Path, os.stat_result]] = []
+    files: list[File] = []
+    unreadable = 0
     for start in starts:
         for path in _walk(start):
-            st = os.stat(path)
-            if st.st_ino in seen:
-                continue  # a product linked from several datasets: read once
-            seen.add(st.st_ino)
-            found.append((path, st))
-    files: list[File] = []
-    for path, st in found:
-        try:
-            if selection is not None:
-                product = product_from_xattrs(_xattrs(path), path.name)
-                if not product.dataURI or not select([product], selection):
+            try:
+                st = os.stat(path)
+                if st.st_ino in seen:
+                    continue  # a product linked from several datasets: read once
+                seen.add(st.st_ino)
+                values = _xattrs(path)
+                if XATTR_PREFIX + "uri" not in values:
+                    continue  # manifest.html, selection.csv
+                if selection is not None:
+                    if not select([product_from_xattrs(values, path.name)], selection):
+                        continue
+                if values.get(XATTR_PREFIX + "readable") == "no":
+                    unreadable += 1
                     continue
-            cached = int(os.getxattr(path, XATTR_CACHED))
-        except OSError as exc:
-            if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):  # a view, not a product
-                continue
-            raise WarmError(f"cannot read {path}: {exc.strerror}") from exc
-        except ValueError:
-            cached = 0
-        files.append(File(path, str(path.relative_to(root)), st.st_size, cached))
-    return files
+                cached = int(os.getxattr(path, XATTR_CACHED))
+            except OSError as exc:
+                raise WarmError(f"cannot read {path}: {exc.strerror}") from exc
+            except ValueError:
+                cached = 0
+            files.append(File(path, str(path.relative_to(root)), st.st_size, cached))
+    return files, unreadable
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -45,6 +45,10 @@ def test_a_set_larger_than_the_cache_is_refused_counting_what_is_cached() -> Non
     check_fits(plan, None)
     with pytest.raises(WarmError, match=r"2 files hold 20 MB \(10 MB not cached yet\)"):
         check_fits(plan, 20 * MB - 1)
+    assert make_plan(files, unreadable=3).describe() == (
+        "2 files, 20 MB: 10 MB to fetch, 1 files cached already; "
+        "3 exclusive-access files left out (not readable by this login)"
+    )
 
 
 def test_status_text_from_a_report() -> None:
