@@ -248,3 +248,32 @@ def test_bash_completion_knows_the_commands_and_options(
     done = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["warm", "--parallel"]
+
+
+GENERATOR = Path("/lib/systemd/system-generators/systemd-fstab-generator")
+
+
+def test_the_documented_fstab_line_makes_units_and_a_valid_mount(tmp_path: Path) -> None:
+    import subprocess
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
+    line = next(
+        x for x in docs.splitlines() if len(x.split()) == 6 and x.split()[2] == "fuse.mastfs"
+    )
+    source, where, _, options, *_ = line.split()
+    argv = translate(source, where, ["-o", options])
+    assert argv is not None
+    build_parser().parse_args(argv)  # every option is one of `mastfs mount`'s
+    if not GENERATOR.exists():
+        pytest.skip("no systemd-fstab-generator here")
+    fstab = tmp_path / "fstab"
+    fstab.write_text(line + "\n")
+    out = tmp_path / "units"
+    out.mkdir()
+    env = {**os.environ, "SYSTEMD_FSTAB": str(fstab), "SYSTEMD_PROC_CMDLINE": ""}
+    done = subprocess.run([str(GENERATOR), out, out, out], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    unit = out / (where.strip("/").replace("/", "-") + ".mount")
+    assert "Type=fuse.mastfs" in unit.read_text() and f"What={source}" in unit.read_text()
+    # _netdev: mounted after the network, with the remote filesystems
+    assert (out / "remote-fs.target.requires" / unit.with_suffix(".automount").name).exists()
