@@ -277,3 +277,17 @@ def test_the_documented_fstab_line_makes_units_and_a_valid_mount(tmp_path: Path)
     assert "Type=fuse.mastfs" in unit.read_text() and f"What={source}" in unit.read_text()
     # _netdev: mounted after the network, with the remote filesystems
     assert (out / "remote-fs.target.requires" / unit.with_suffix(".automount").name).exists()
+
+
+def test_the_documented_config_file_is_valid(tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
+    example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = write_config(tmp_path, example)
+    args = parse_with(path, ["mount", "--program", "2734", "/m"])
+    assert (args.quick, args.level, args.metrics) == (
+        "recommended",
+        ["2b", "3"],
+        ("127.0.0.1", 9108),
+    )
+    assert args.cache_size == 200 << 30 and str(args.token_file) == "/home/me/.mast-token"
+    assert parse_with(path, ["warm", "/m"]).parallel == 8
