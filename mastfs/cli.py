@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
@@ -811,7 +811,14 @@ def _serve(opts: MountOptions, ready_fd: int | None, debug: bool, log_to: str = 
             pipe.error(message)
             fail(message)
     try:
-        trio.run(serve, opts, pipe or ConsoleReporter())
+        try:
+            trio.run(serve, opts, pipe or ConsoleReporter())
+        except BaseExceptionGroup as group:
+            # A mistake met once the mount's nursery is open arrives wrapped by it.
+            mistake, rest = group.split(MountError)
+            if mistake is None or rest is not None:
+                raise
+            raise next(_leaves(mistake)) from None
     except MountError as exc:
         if pipe is not None:
             pipe.error(str(exc))
@@ -825,6 +832,14 @@ def _serve(opts: MountOptions, ready_fd: int | None, debug: bool, log_to: str = 
             pipe.error(message)
         fail(message)
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def cmd_umount(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import metrics, notify, runtime, status, system
+from mastfs import notify, runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
@@ -166,9 +166,11 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             os.getpid(),
             time.time(),
         )
-        report = functools.partial(status.gather, core, info)
+        report = status.reused(functools.partial(status.gather, core, info))
         ops = MastOperations(core, spawn=spawn, ownership=ownership, status=report)
         if opts.metrics is not None:
+            from mastfs import metrics  # prometheus_client: only when asked for
+
             try:
                 stack.enter_context(metrics.serving(core, opts.metrics))
             except OSError as exc:

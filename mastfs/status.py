@@ -9,7 +9,7 @@ the daemon's side; `format_status`, `hit_rate` and `counters` are pure.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ async def gather(core: Core, info: MountInfo) -> dict[str, Any]:
     errors = core.state.errors()
     return {
         **asdict(info),
-        "uptime": max(0.0, time.time() - info.started),
+        "uptime": max(0, round(time.time() - info.started)),
         "selection": snap.selection.describe(),
         "summary": core.summary_text(),
         "selected_files": summary.selected_files,
@@ -68,6 +68,24 @@ async def gather(core: Core, info: MountInfo) -> dict[str, Any]:
         "errors": [{"uri": uri, "error": why} for uri, why in errors[-RECENT_ERRORS:]],
         "error_count": len(errors),
     }
+
+
+def reused(
+    make: Callable[[], Awaitable[dict[str, Any]]], seconds: float = 1.0
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """`make`, answering the same report for `seconds`: a reader of an attribute asks for its
+    size, then for its value, and the two must agree (else `ERANGE`)."""
+    last: list[tuple[float, dict[str, Any]]] = []
+
+    async def report() -> dict[str, Any]:
+        now = time.monotonic()
+        if last and now - last[0][0] < seconds:
+            return last[0][1]
+        value = await make()
+        last[:] = [(now, value)]
+        return value
+
+    return report
 
 
 def _number(report: Mapping[str, Any], key: str) -> int:

@@ -164,3 +164,18 @@ def test_umount_stops_the_mount_process(fstab_mount: FstabMount) -> None:
 def _addresses() -> list[str]:
     done = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False)
     return done.stdout.split() if done.returncode == 0 else []
+
+
+def test_a_metrics_port_in_use_fails_the_mount_in_one_line(tmp_path: Path, sim_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "mnt").mkdir()
+        argv = ["mount", "--program", "2734", "--server", sim_url, "--metrics", str(port)]
+        done = run_cli([*argv, "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "mnt")])
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"mastfs: error: cannot serve metrics at 127.0.0.1:{port}: Address already in use"
+    )
+    assert not is_mounted(tmp_path / "mnt") and "Traceback" not in done.stderr

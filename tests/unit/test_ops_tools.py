@@ -291,3 +291,17 @@ def test_the_documented_config_file_is_valid(tmp_path: Path) -> None:
     )
     assert args.cache_size == 200 << 30 and str(args.token_file) == "/home/me/.mast-token"
     assert parse_with(path, ["warm", "/m"]).parallel == 8
+
+
+async def test_the_status_report_holds_still_between_size_and_value() -> None:
+    from mastfs.status import reused
+
+    made: list[int] = []
+
+    async def make() -> dict[str, object]:
+        made.append(1)
+        return {"n": len(made)}
+
+    report = reused(make, seconds=3600)
+    assert await report() == await report() == {"n": 1}
+    assert await reused(make, seconds=0)() == {"n": 2}
