@@ -179,3 +179,22 @@ def test_a_metrics_port_in_use_fails_the_mount_in_one_line(tmp_path: Path, sim_u
         f"mastfs: error: cannot serve metrics at 127.0.0.1:{port}: Address already in use"
     )
     assert not is_mounted(tmp_path / "mnt") and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.path.exists("/dev/log"), reason="a syslog socket listens here")
+def test_syslog_without_a_syslog_socket_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    argv = [
+        "demo",
+        "--log",
+        "syslog",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        str(tmp_path / "mnt"),
+    ]
+    done = run_cli(argv)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mastfs: error: cannot log to syslog at /dev/log: No such file or directory; use --log file"
+    )
+    assert not is_mounted(tmp_path / "mnt")
