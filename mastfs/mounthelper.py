@@ -59,6 +59,19 @@ IGNORED_PREFIXES = ("x-", "comment=", "helper=")
 REFUSED = frozenset({"f", "foreground", "ready_fd", "token_fd", "ready-fd", "token-fd"})
 QUERY_KEYS = frozenset({"program", "target", "radius", "collection", "instrument", "filters"})
 USAGE = "usage: mount.mastfs SOURCE MOUNTPOINT [-sfnv] [-o OPTION[,OPTION...]]"
+HELP = """The helper mount(8) runs for a mastfs line in /etc/fstab or a systemd .mount unit;
+link it as /sbin/mount.mastfs and /sbin/mount.fuse.mastfs.
+
+SOURCE     the query: 2734 or 2734,1558 (programs), program=2734, collection=JWST, ...;
+           demo for the built-in simulator's demo
+-o OPTIONS mastfs mount's options without dashes: cache_size=10G,recommended,allow_other;
+           repeat one for several values (group=CAL,group=X1DINTS); mount(8)'s and
+           systemd's own (defaults, noauto, nofail, _netdev, x-systemd.*) are left to them
+-f         pretend (mount(8)'s fake mount)
+
+Example /etc/fstab line:
+  2734  /mnt/mast/2734  fuse.mastfs  _netdev,noauto,x-systemd.automount,recommended  0 0
+See docs/usage.md, "fstab and systemd"."""
 
 
 class HelperError(Exception):
@@ -122,6 +135,9 @@ def translate(source: str, mountpoint: str, options: Sequence[str]) -> list[str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"{USAGE}\n\n{HELP}")
+        return 0
     if len(argv) < 2 or argv[0].startswith("-") or argv[1].startswith("-"):
         print(USAGE, file=sys.stderr)
         return 2

@@ -305,3 +305,14 @@ async def test_the_status_report_holds_still_between_size_and_value() -> None:
     report = reused(make, seconds=3600)
     assert await report() == await report() == {"n": 1}
     assert await reused(make, seconds=0)() == {"n": 2}
+
+
+def test_mount_helper_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from mastfs.mounthelper import main
+
+    assert main(["--help"]) == 0
+    assert "fuse.mastfs  _netdev" in capsys.readouterr().out
+    assert main(["2734"]) == 2
+    assert capsys.readouterr().err.startswith("usage: mount.mastfs SOURCE MOUNTPOINT")
+    assert main(["2734", "/m", "-o", "cache_sise=1G"]) == 2
+    assert "unknown option 'cache_sise'" in capsys.readouterr().err
