@@ -25,6 +25,7 @@ pytestmark = pytest.mark.mount
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 CACHE_SIZE = 12 << 20  # one 7.4 MB product fits, both do not
+TIMEOUT = 3  # how long a failing read takes to fail
 SELECTION = ["--group", "X1DINTS", "--regex", "/02101_00001-seg00[12]_nis/"]
 
 
@@ -40,6 +41,7 @@ def mount(
 ) -> Iterator[Mount]:
     cache = tmp_path_factory.mktemp("cache-warm")
     args = ["--program", "2734", *SELECTION, "--allow-other", "--cache-size", str(CACHE_SIZE)]
+    args += ["--timeout", str(TIMEOUT)]
     with mounted(shared_dir / "mnt", args, cache, server=sim_url) as m:
         yield m
 
@@ -168,3 +170,21 @@ def test_status_of_something_else_is_one_line(tmp_path: Path) -> None:
     done = run_cli(["status", str(tmp_path)])
     assert done.returncode == 1
     assert done.stderr.strip() == f"mastfs: error: {tmp_path} is not a mastfs mount"
+
+
+def test_status_and_warm_report_a_failing_file(mount: Mount, sim: Any) -> None:
+    path = products(mount)[1]
+    uri = uri_of(path)
+    # Every download of it fails (503) until the mount's --timeout gives up on the read.
+    sim.faults(error_rate=1.0, error_downloads_only=True, scope=uri.rpartition("/")[2])
+    try:
+        done = run_cli(["warm", str(mount.path), str(path)])
+    finally:
+        sim.clear_faults()
+    assert done.returncode == 1, done.stdout
+    assert f"failed {path.relative_to(mount.path)}: " in done.stdout
+    assert "1 failed (manifest.html says why)" in done.stdout
+    report = json.loads(run_cli(["status", "--json", str(mount.path)]).stdout)
+    assert report["error_count"] == 1 and report["errors"][0]["uri"] == uri
+    text = run_cli(["status", str(mount.path)]).stdout
+    assert f"errors:    1 (the latest 1; manifest.html lists them all)\n  {uri}: " in text
