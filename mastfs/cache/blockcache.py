@@ -223,6 +223,16 @@ class BlockCache:
         await self.versions.validate(dataURI, self.metadata_ttl)
         return self.versions.current(dataURI)
 
+    async def probe(self, dataURI: str) -> Version:
+        """The product's current version when the caller knows nothing of it (no catalogue row,
+        no size): the one this process or the disk knows, revalidated as `open` does, else what
+        one HEAD says. `NotAuthorized`/`NotFound`/`FetchError` from the archive propagate."""
+        version = await self.open(dataURI, 0)
+        if version is None:
+            self.counters.requests += 1
+            version = await self.versions.learn(dataURI, await self._fetcher.head(dataURI))
+        return version
+
     def current_version(self, dataURI: str) -> Version | None:
         """The version the last read of the product was served from."""
         return self.versions.current(dataURI)
