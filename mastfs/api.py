@@ -127,6 +127,19 @@ def _python_names(message: str) -> str:
     return _FLAG.sub(lambda m: m.group(1).replace("-", "_"), message)
 
 
+def mount_args(options: Mapping[str, object]) -> argparse.Namespace:
+    """`options` of `mastfs mount` checked as the CLI would before mounting (query, selection,
+    server); `ValueError` naming a bad one."""
+    args = parse(options, MOUNT_OPTIONS)
+    try:
+        cli.query_from_args(args)
+        cli.selection_from_args(args)
+        cli.server_from_args(args)
+    except cli.UsageError as exc:
+        raise ValueError(_python_names(str(exc))) from None
+    return args
+
+
 def reader_settings(options: Mapping[str, object]) -> Settings:
     """The settings of a process that reads products (the fsspec filesystem, a selection
     table); the token is read here, from `token_file` or `$MAST_API_TOKEN`."""

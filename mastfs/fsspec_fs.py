@@ -32,6 +32,7 @@ import math
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -45,7 +46,7 @@ from mastfs.loop import LoopClosed, LoopThread
 from mastfs.model import Product
 from mastfs.private import PrivacyError
 from mastfs.selection import SelectionError
-from mastfs.session import SessionError, open_session
+from mastfs.session import Session, SessionError, open_session
 from mastfs.state import MountState
 from mastfs.tree import Entry
 from mastfs.xattrs import product_xattrs
@@ -76,6 +77,14 @@ _loops: dict[str, LoopThread[Core]] = {}
 _loops_lock = threading.Lock()
 
 
+def private_cache_dir(path: Path) -> None:
+    """The cache directory, created private; `PermissionError` when others could write it."""
+    try:
+        runtime.check_cache_dir(path)
+    except PrivacyError as exc:
+        raise PermissionError(errno.EACCES, str(exc)) from None
+
+
 class _LogProgress:
     """The session's progress and warnings, to this module's log (a notebook shows warnings)."""
 
@@ -84,6 +93,29 @@ class _LogProgress:
 
     def warning(self, text: str) -> None:
         log.warning("%s", text)
+
+
+async def query_session(settings: api.Settings, fetcher: Fetcher | None = None) -> Session:
+    """The query session of `settings` (which must have a query), its progress and warnings
+    logged; `MastQueryError` with one line when the query cannot be answered."""
+    assert settings.query is not None
+    try:
+        session = await open_session(
+            settings.query,
+            settings.selection,
+            server=settings.server,
+            token=settings.token,
+            cache_dir=settings.cache_dir,
+            layout=settings.layout,
+            reporter=_LogProgress(),
+            fetcher=fetcher,
+            limits=settings.limits,
+        )
+    except (SessionError, SelectionError) as exc:
+        raise MastQueryError(str(exc)) from None
+    if session.unreadable_warning:
+        log.warning("%s", session.unreadable_warning)
+    return session
 
 
 @asynccontextmanager
@@ -97,26 +129,11 @@ async def open_reader(settings: api.Settings) -> AsyncIterator[Core]:
             settings.server, settings.token, RetryPolicy(deadline=timeout), timeout=timeout
         )
         stack.callback(fetcher.close)
+        private_cache_dir(settings.cache_dir)
         if settings.query is None:
             state = MountState([], settings.selection, settings.layout, None)
         else:
-            try:
-                session = await open_session(
-                    settings.query,
-                    settings.selection,
-                    server=settings.server,
-                    token=settings.token,
-                    cache_dir=settings.cache_dir,
-                    layout=settings.layout,
-                    reporter=_LogProgress(),
-                    fetcher=fetcher,
-                    limits=settings.limits,
-                )
-            except (SessionError, SelectionError) as exc:
-                raise MastQueryError(str(exc)) from None
-            state = session.state
-            if session.unreadable_warning:
-                log.warning("%s", session.unreadable_warning)
+            state = (await query_session(settings, fetcher)).state
         core = await stack.enter_async_context(
             open_core(
                 state,
@@ -135,10 +152,6 @@ def _loop_for(key: str, settings: api.Settings) -> LoopThread[Core]:
     with _loops_lock:
         loop = _loops.get(key)
         if loop is None or not loop.alive:
-            try:
-                runtime.check_cache_dir(settings.cache_dir)
-            except PrivacyError as exc:
-                raise PermissionError(errno.EACCES, str(exc)) from None
             limits = settings.limits
             loop = LoopThread(
                 lambda: open_reader(settings),
@@ -188,6 +201,15 @@ class MastFileSystem(AbstractFileSystem):
     def __repr__(self) -> str:
         what = self.settings.query.describe() if self.settings.query else "by URI"
         return f"MastFileSystem({what}, server={self.settings.server!r})"
+
+    def close(self) -> None:
+        """End the loop of this filesystem's options in this process: the block cache's
+        pending writes reach the disk. The next call starts a new one (at exit, this runs by
+        itself)."""
+        with _loops_lock:
+            loop = _loops.pop(self._key, None)
+        if loop is not None:
+            loop.close()
 
     @property
     def by_uri(self) -> bool:
