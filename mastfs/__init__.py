@@ -7,6 +7,7 @@ Table. Without FUSE, `mast://` URLs read through fsspec (`mastfs/fsspec_fs.py`).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -14,9 +15,7 @@ __all__ = ["__version__", "mounted", "selection_table"]
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: `import mastfs` (every CLI command does) stays cheap.
+    # Imported on first use, not by `import mastfs` (every command and module does that).
     if name in ("mounted", "selection_table"):
-        from mastfs import notebook
-
-        return getattr(notebook, name)
+        return getattr(importlib.import_module("mastfs.notebook"), name)
     raise AttributeError(f"module 'mastfs' has no attribute {name!r}")
