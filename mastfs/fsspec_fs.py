@@ -26,6 +26,7 @@ token may not read), `OSError(EROFS)` for writes, `OSError(EIO)` when the archiv
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -194,7 +195,9 @@ class MastFileSystem(AbstractFileSystem):
         super().__init__(**own)
         options = {k: v for k, v in options.items() if v is not None}
         self.settings = api.reader_settings(options)
-        self._key = json.dumps(sorted(options.items()), default=str)
+        # One loop per set of options and token (hashed: the key is kept in a module dict).
+        token = hashlib.sha256((self.settings.token or "").encode()).hexdigest()
+        self._key = json.dumps([sorted(options.items()), token], default=str)
         # Each call waits at most this long: a read's own bound (`timeout`) and some.
         self.call_timeout = 2 * self.settings.limits.timeout + CALL_GRACE
 

@@ -72,6 +72,7 @@ def mounted(mountpoint: str | os.PathLike[str] | None = None, **options: Any) ->
     limits = Limits(timeout=args.timeout, query_time=args.max_query_time)
     made = mountpoint is None
     where = tempfile.mkdtemp(prefix="mastfs-") if mountpoint is None else os.fspath(mountpoint)
+    where = os.path.expanduser(where)
     path = Path(os.path.abspath(where))
     try:
         # The daemon reports ready only after its query: bounded by its own limits.

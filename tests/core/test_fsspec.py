@@ -14,6 +14,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ POWERLESS = [
 NO_FUSE = "import sys; sys.modules['pyfuse3'] = None\n"
 
 
-@pytest.fixture()
-def fs(sim: Any, sim_url: str, tmp_path: Path) -> Iterator[MastFileSystem]:
-    fs = MastFileSystem(program=2734, server=sim_url, cache_dir=tmp_path / "cache")
+@pytest.fixture(scope="module")
+def fs(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastFileSystem]:
+    """One query session for the module's tests (none of them counts the archive's bytes)."""
+    cache = tmp_path_factory.mktemp("fsspec") / "cache"
+    fs = MastFileSystem(program=2734, server=sim_url, cache_dir=cache)
     try:
         yield fs
     finally:
@@ -169,3 +172,17 @@ def test_pickled_filesystems_in_processes_share_one_cache(
     finally:
         fs.close()
     assert sum(sim.gets(row["URI"]) + sim.sent(row["URI"]) for row in rows) == 0
+
+
+def _cat_in_fork(fs: MastFileSystem, path: str) -> bytes:
+    return fs.cat_file(path)
+
+
+def test_a_forked_child_starts_its_own_loop(fs: MastFileSystem, sim: Any) -> None:
+    rows = read_csv(fs.cat("selection.csv"))[1]
+    small = min(rows, key=lambda r: int(r["Size"]))
+    # The parent's loop thread does not exist in the child, nor may it be touched from there.
+    with get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_cat_in_fork, (fs, small["Path"])).get(timeout=120)
+    assert got == sim.expected(small["URI"], 0, int(small["Size"]))
+    assert fs.cat_file(small["Path"]) == got  # and the parent's still serves
