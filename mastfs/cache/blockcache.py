@@ -226,8 +226,15 @@ class BlockCache:
     async def probe(self, dataURI: str) -> Version:
         """The product's current version when the caller knows nothing of it (no catalogue row,
         no size): the one this process or the disk knows, revalidated as `open` does, else what
-        one HEAD says. `NotAuthorized`/`NotFound`/`FetchError` from the archive propagate."""
+        the read of its first block says. That one ranged GET tells the size as a HEAD would and
+        brings the bytes every reader asks for first (a FITS header), in one round trip instead
+        of two. `NotAuthorized`/`NotFound`/`FetchError` from the archive propagate."""
         version = await self.open(dataURI, 0)
+        if version is None:
+            # A product shorter than a block answers with its real size (`ContentChanged`,
+            # learnt by `read`); one longer, with exactly the block.
+            await self.read(dataURI, self.block_size, 0, 1)
+            version = self.versions.current(dataURI)
         if version is None:
             self.counters.requests += 1
             version = await self.versions.learn(dataURI, await self._fetcher.head(dataURI))

@@ -186,3 +186,28 @@ def test_a_forked_child_starts_its_own_loop(fs: MastFileSystem, sim: Any) -> Non
         got = pool.apply_async(_cat_in_fork, (fs, small["Path"])).get(timeout=120)
     assert got == sim.expected(small["URI"], 0, int(small["Size"]))
     assert fs.cat_file(small["Path"]) == got  # and the parent's still serves
+
+
+def test_products_by_uri(
+    sim: Any, sim_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    small = sim.pick(max_size=100_000)  # shorter than a block: its size comes from the GET
+    ea = sim.pick(rights="EXCLUSIVE_ACCESS", proposal="6543")
+    anonymous = MastFileSystem(server=sim_url, cache_dir=cache)
+    monkeypatch.setenv("MAST_API_TOKEN", AUTHORIZED_TOKEN)
+    authorized = MastFileSystem(server=sim_url, cache_dir=cache, skip_instance_cache=True)
+    try:
+        path = small.uri.removeprefix("mast:")
+        assert anonymous.info("mast://" + path)["size"] == small.size
+        assert anonymous.cat_file(path) == sim.expected(small.uri, 0, small.size)
+        with pytest.raises(FileNotFoundError):
+            anonymous.info("JWST/product/no-such-file.fits")
+        with pytest.raises(FileNotFoundError, match="nothing can be listed"):
+            anonymous.ls("JWST")
+        with pytest.raises(PermissionError):
+            anonymous.cat_file(ea.uri.removeprefix("mast:"), 0, 10)
+        assert authorized.cat_file(ea.uri, 0, 100) == sim.expected(ea.uri, 0, 100)
+    finally:
+        anonymous.close()
+        authorized.close()
