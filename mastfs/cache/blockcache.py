@@ -547,8 +547,10 @@ class BlockCache:
             counters.readahead_requests += 1
             counters.readahead_bytes += end - start
         current = await self.versions.learn(uri, remote)
-        if current.size != file_size:
-            # The block layout differs from what the range was computed for: keep nothing.
+        if end != min((run[-1][0] + 1) * bs, current.size):
+            # The run's blocks are not the current version's blocks (its last one ends
+            # elsewhere): keep nothing. A size other than the one asked for does not matter
+            # otherwise (`probe` asks for the first block of a product of unknown size).
             return False
         blocks: list[tuple[int, Block]] = []
         for (index, flight), piece in zip(run, pieces, strict=True):
