@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -28,16 +29,19 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 MiB = 1 << 20
 # A process without FUSE and without root's powers, as on a Kubernetes science platform: no
 # capability (no CAP_SYS_ADMIN), no setuid (fusermount3 cannot help), pyfuse3 not importable.
-POWERLESS = [
-    "setpriv",
-    "--no-new-privs",
-    "--securebits",
-    "+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked",
-    "--bounding-set",
-    "-all",
-    "--inh-caps",
-    "-all",
-]
+# Root drops every capability for good; another user has none to drop.
+POWERLESS = ["setpriv", "--no-new-privs"] + (
+    [
+        "--securebits",
+        "+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked",
+        "--bounding-set",
+        "-all",
+        "--inh-caps",
+        "-all",
+    ]
+    if os.geteuid() == 0
+    else []
+)
 NO_FUSE = "import sys; sys.modules['pyfuse3'] = None\n"
 
 
