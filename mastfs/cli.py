@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from mastfs import __version__
 from mastfs.daemon import READY_FD_OPTION, TOKEN_FD_OPTION
+from mastfs.runtime import DEFAULT_SERVER, SERVER_ENV
 from mastfs.safetext import clean
+from mastfs.token import MAST_TOKEN_ENV
 
 if TYPE_CHECKING:
     from mastfs.archive import Query
@@ -32,9 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SERVER = "https://mast.stsci.edu"
-MAST_TOKEN_ENV = "MAST_API_TOKEN"
-SERVER_ENV = "MASTFS_SERVER"
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _ANGLE_UNITS = {
     "": 1.0,
@@ -624,10 +623,12 @@ def query_from_args(args: argparse.Namespace) -> Query:
 
 
 def server_from_args(args: argparse.Namespace) -> str:
-    server = (args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", server):
-        raise UsageError(f"invalid server URL {server!r} (expected http(s)://host[:port])")
-    return server
+    from mastfs.runtime import server_url
+
+    try:
+        return server_url(args.server)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:
@@ -637,20 +638,15 @@ def token_from_args(args: argparse.Namespace) -> str | None:
     names the source and never echoes it; a token file others may read gets a warning.
     """
     from mastfs.daemon import WARNING, show
-    from mastfs.token import TokenError, parse_token, read_token_fd, read_token_file
+    from mastfs.token import TokenError, find_token, read_token_fd
 
     try:
         if getattr(args, "token_fd", None) is not None:
             return read_token_fd(args.token_fd)
-        if args.token_file is not None:
-            token, warning = read_token_file(args.token_file)
-            if warning is not None:
-                show(WARNING, warning)
-            return token
-        value = os.environb.get(MAST_TOKEN_ENV.encode())
-        if value is None or not value.strip():
-            return None
-        return parse_token(value, f"environment variable {MAST_TOKEN_ENV}")
+        token, warning = find_token(args.token_file)
+        if warning is not None:
+            show(WARNING, warning)
+        return token
     except TokenError as exc:
         raise UsageError(str(exc)) from None
 

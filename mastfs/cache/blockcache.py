@@ -237,6 +237,23 @@ class BlockCache:
         await self.versions.validate(dataURI, self.metadata_ttl)
         return self.versions.current(dataURI)
 
+    async def probe(self, dataURI: str) -> Version:
+        """The product's current version when the caller knows nothing of it (no catalogue row,
+        no size): the one this process or the disk knows, revalidated as `open` does, else what
+        the read of its first block says. That one ranged GET tells the size as a HEAD would and
+        brings the bytes every reader asks for first (a FITS header), in one round trip instead
+        of two. `NotAuthorized`/`NotFound`/`FetchError` from the archive propagate."""
+        version = await self.open(dataURI, 0)
+        if version is None:
+            # A product shorter than a block answers with its real size (`ContentChanged`,
+            # learnt by `read`); one longer, with exactly the block.
+            await self.read(dataURI, self.block_size, 0, 1)
+            version = self.versions.current(dataURI)
+        if version is None:
+            self.counters.requests += 1
+            version = await self.versions.learn(dataURI, await self._fetcher.head(dataURI))
+        return version
+
     def current_version(self, dataURI: str) -> Version | None:
         """The version the last read of the product was served from."""
         return self.versions.current(dataURI)
@@ -544,8 +561,10 @@ class BlockCache:
             counters.readahead_requests += 1
             counters.readahead_bytes += end - start
         current = await self.versions.learn(uri, remote)
-        if current.size != file_size:
-            # The block layout differs from what the range was computed for: keep nothing.
+        if end != min((run[-1][0] + 1) * bs, current.size):
+            # The run's blocks are not the current version's blocks (its last one ends
+            # elsewhere): keep nothing. A size other than the one asked for does not matter
+            # otherwise (`probe` asks for the first block of a product of unknown size).
             return False
         blocks: list[tuple[int, Block]] = []
         for (index, flight), piece in zip(run, pieces, strict=True):
