@@ -15,14 +15,16 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from mastfs import __version__
 from mastfs.daemon import READY_FD_OPTION, TOKEN_FD_OPTION
 from mastfs.resolver import DEFAULT_RESOLVER, RESOLVER_ENV
+from mastfs.runtime import DEFAULT_SERVER, SERVER_ENV
 from mastfs.safetext import clean
+from mastfs.token import MAST_TOKEN_ENV
 
 if TYPE_CHECKING:
     from mastfs.archive import Query
@@ -33,9 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SERVER = "https://mast.stsci.edu"
-MAST_TOKEN_ENV = "MAST_API_TOKEN"
-SERVER_ENV = "MASTFS_SERVER"
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _ANGLE_UNITS = {
     "": 1.0,
@@ -150,6 +149,15 @@ def parse_gid(text: str) -> int:
         return grp.getgrnam(text.strip()).gr_gid
     except KeyError:
         raise argparse.ArgumentTypeError(f"no such group {text!r}") from None
+
+
+def parse_metrics_address(text: str) -> tuple[str, int]:
+    from mastfs.metrics import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _split(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -407,6 +415,20 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
         "-f", "--foreground", action="store_true", help="stay in the foreground and log to stderr"
     )
     g.add_argument("--debug", action="store_true", help="verbose logging")
+    g.add_argument(
+        "--metrics",
+        type=parse_metrics_address,
+        metavar="ADDR",
+        help="serve Prometheus metrics at [HOST:]PORT (a bare port: loopback only); "
+        "counters and sizes, never the query or file names",
+    )
+    g.add_argument(
+        "--log",
+        choices=("auto", "file", "syslog"),
+        default="auto",
+        help="where the background process logs: its log file in the cache directory, or "
+        "syslog/journald (/dev/log); auto: syslog when started by systemd, else the file",
+    )
     g.add_argument(READY_FD_OPTION, type=int, help=argparse.SUPPRESS)
     g.add_argument(TOKEN_FD_OPTION, type=int, help=argparse.SUPPRESS)
 
@@ -421,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  mastfs mount --program 1558 --level 3 --extension fits --layout flat ~/mast/1558\n"
         "  mastfs select ~/mast/2734 --group X1DINTS,CAL\n"
         "  mastfs ls --program 2734 --recommended\n"
+        "  mastfs warm ~/mast/2734 --group X1DINTS   # fetch ahead, for offline work\n"
+        "  mastfs status ~/mast/2734\n"
         "  mastfs umount ~/mast/2734\n"
         "  mastfs demo ~/mast/demo      # built-in archive simulator, no network needed",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -463,6 +487,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(s)
     s.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
 
+    st = sub.add_parser(
+        "status",
+        help="what a running mount is doing",
+        description="Print a running mount's query, selection, cache use and hit rate, bytes "
+        "fetched, requests in flight and recent errors. Only the user who mounted it (and "
+        "root) may ask.",
+    )
+    st.add_argument("--json", action="store_true", help="the full report as JSON")
+    st.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+
+    w = sub.add_parser(
+        "warm",
+        help="fetch files into the cache ahead of time",
+        description="Fetch a mount's files into its disk cache, in parallel, for offline "
+        "work: the whole mount, the files and folders given, and of those only what the "
+        "selection options keep. Files already cached are skipped, so an interrupted run "
+        "resumes where it stopped; a set larger than the cache's bound is refused. A progress "
+        "line on a terminal, one line per file otherwise.",
+        epilog="Example: mastfs warm ~/mast/2734 ~/mast/2734/JWST --group X1DINTS",
+    )
+    w.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    w.add_argument("paths", type=Path, nargs="*", metavar="PATH", help="files or folders in it")
+    _add_selection_args(w)
+    w.add_argument(
+        "--parallel",
+        type=_positive(int),
+        default=4,
+        metavar="N",
+        help="files read at once (default 4)",
+    )
+    w.add_argument("--dry-run", action="store_true", help="say what would be fetched, and stop")
+
     ls = sub.add_parser("ls", help="print a query's selection without mounting")
     _add_query_args(ls)
     _add_selection_args(ls)
@@ -504,6 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the cache directory (default: $XDG_CACHE_HOME/mastfs or ~/.cache/mastfs)",
     )
+
+    comp = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print the completion script of a shell (made by shtab from these options). "
+        "bash: mastfs completion bash > ~/.local/share/bash-completion/completions/mastfs",
+    )
+    comp.add_argument("shell", choices=("bash", "zsh", "tcsh"))
 
     sub.add_parser("sim", help="run the MAST archive simulator", add_help=False)
     return parser
@@ -566,10 +630,12 @@ def query_from_args(args: argparse.Namespace) -> Query:
 
 
 def server_from_args(args: argparse.Namespace) -> str:
-    server = (args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", server):
-        raise UsageError(f"invalid server URL {server!r} (expected http(s)://host[:port])")
-    return server
+    from mastfs.runtime import server_url
+
+    try:
+        return server_url(args.server)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:
@@ -579,20 +645,15 @@ def token_from_args(args: argparse.Namespace) -> str | None:
     names the source and never echoes it; a token file others may read gets a warning.
     """
     from mastfs.daemon import WARNING, show
-    from mastfs.token import TokenError, parse_token, read_token_fd, read_token_file
+    from mastfs.token import TokenError, find_token, read_token_fd
 
     try:
         if getattr(args, "token_fd", None) is not None:
             return read_token_fd(args.token_fd)
-        if args.token_file is not None:
-            token, warning = read_token_file(args.token_file)
-            if warning is not None:
-                show(WARNING, warning)
-            return token
-        value = os.environb.get(MAST_TOKEN_ENV.encode())
-        if value is None or not value.strip():
-            return None
-        return parse_token(value, f"environment variable {MAST_TOKEN_ENV}")
+        token, warning = find_token(args.token_file)
+        if warning is not None:
+            show(WARNING, warning)
+        return token
     except TokenError as exc:
         raise UsageError(str(exc)) from None
 
@@ -726,8 +787,9 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         resolver=resolver,
         debug=args.debug,
         start_server=start_server,
+        metrics=args.metrics,
     )
-    return _serve(opts, args.ready_fd, args.debug)
+    return _serve(opts, args.ready_fd, args.debug, args.log)
 
 
 def _mount_in_background(
@@ -747,7 +809,7 @@ def _mount_in_background(
     return code
 
 
-def _serve(opts: MountOptions, ready_fd: int | None, debug: bool) -> int:
+def _serve(opts: MountOptions, ready_fd: int | None, debug: bool, log_to: str = "file") -> int:
     """Run the mount in this process; as a daemon when `ready_fd` is its parent's pipe."""
     import trio
 
@@ -756,8 +818,24 @@ def _serve(opts: MountOptions, ready_fd: int | None, debug: bool) -> int:
 
     pipe = PipeReporter(ready_fd) if ready_fd is not None else None
     setup_logging(debug)
+    if pipe is not None:
+        from mastfs import logtarget
+
+        try:
+            logtarget.use_syslog(log_to, _CleanFormatter(logtarget.FORMAT))
+        except OSError as exc:
+            message = f"cannot log to syslog at {logtarget.ADDRESS}: {exc.strerror}; use --log file"
+            pipe.error(message)
+            fail(message)
     try:
-        trio.run(serve, opts, pipe or ConsoleReporter())
+        try:
+            trio.run(serve, opts, pipe or ConsoleReporter())
+        except BaseExceptionGroup as group:
+            # A mistake met once the mount's nursery is open arrives wrapped by it.
+            mistake, rest = group.split(MountError)
+            if mistake is None or rest is not None:
+                raise
+            raise next(_leaves(mistake)) from None
     except MountError as exc:
         if pipe is not None:
             pipe.error(str(exc))
@@ -771,6 +849,14 @@ def _serve(opts: MountOptions, ready_fd: int | None, debug: bool) -> int:
             pipe.error(message)
         fail(message)
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
@@ -897,6 +983,76 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
     return 0 if report.clean or report.repaired else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from mastfs.control import ControlError, status
+    from mastfs.status import format_status
+
+    try:
+        report = status(args.mountpoint)
+    except ControlError as exc:
+        fail(str(exc))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(format_status(report))
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from mastfs import warm
+    from mastfs.control import ControlError, status
+
+    selection = selection_from_args(args) if _has_selection_args(args) else None
+    try:
+        limit = status(args.mountpoint).get("cache_limit")
+        plan = warm.make_plan(*warm.collect(args.mountpoint, args.paths, selection))
+        warm.check_fits(plan, limit if isinstance(limit, int) else None)
+    except (ControlError, warm.WarmError) as exc:
+        fail(str(exc))
+    if args.dry_run or not plan.files:
+        print(clean(f"{plan.describe()}" + ("" if plan.files else ": nothing to do")))
+        return 0
+    reporter = warm.TerminalReporter() if sys.stderr.isatty() else warm.LineReporter()
+    outcome = warm.run(plan, reporter, parallel=args.parallel)
+    line = (
+        f"warmed {outcome.warmed} of {len(plan.files)} files "
+        f"({warm.format_bytes(outcome.bytes_read)} read)"
+        + (f"; {outcome.failed} failed (manifest.html says why)" if outcome.failed else "")
+    )
+    if outcome.interrupted:
+        print(clean(f"mastfs: interrupted: {line}; run it again to resume"), file=sys.stderr)
+        return 130
+    print(clean(line))
+    return 1 if outcome.failed else 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    try:
+        print(shtab.complete(build_parser(), shell=args.shell), flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return 0
+
+
+def _config_defaults(parser: argparse.ArgumentParser) -> dict[str, dict[str, list[object]]]:
+    """The config file's values as the commands' defaults (`config.py`); what `config.fill`
+    adds after parsing."""
+    from mastfs import config
+
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    path = config.config_path()
+    data = config.load(path)
+    if not data:
+        return {}
+    skip = {"server"} if os.environ.get(SERVER_ENV) else set()
+    return config.apply(subparsers.choices, data, path, skip)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sim"]:
@@ -904,7 +1060,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     parser = build_parser()
+    from mastfs.config import ConfigError, fill
+
+    try:
+        later = _config_defaults(parser)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
     args = parser.parse_args(argv)
+    fill(args, later)
     try:
         if args.command == "mount":
             return cmd_mount(args, argv)
@@ -917,6 +1080,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_select(args)
         if args.command == "ls":
             return cmd_ls(args)
+        if args.command == "status":
+            return cmd_status(args)
+        if args.command == "warm":
+            return cmd_warm(args)
+        if args.command == "completion":
+            return cmd_completion(args)
         if args.command == "cache":
             return cmd_cache_verify(args)
     except UsageError as exc:

@@ -1,14 +1,14 @@
-"""Commands that act on a running mount through its mount point: unmount and re-select.
+"""Commands that act on a running mount through its mount point: unmount, re-select, status.
 
 A running mount is reached only as any program could reach it: the unmount tool, the
 extended attributes of its root (`xattrs.py`), and the pid file its daemon writes. Each command
-takes plain values and raises `ControlError` with one line for the user. A `status` command
-(daemon pid, cache counters from `XATTR_CACHE`) belongs here too.
+takes plain values and raises `ControlError` with one line for the user.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import subprocess
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mastfs import runtime, system
 from mastfs.selection import Selection
-from mastfs.xattrs import XATTR_SELECTION, XATTR_SUMMARY
+from mastfs.xattrs import XATTR_SELECTION, XATTR_STATUS, XATTR_SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +103,23 @@ def select(mountpoint: Path, selection: Selection | None = None) -> SelectionInf
     except OSError as exc:
         # E.g. ENOTCONN: the mount's process has died and left the mount point behind.
         raise ControlError(f"cannot read the selection of {mountpoint}: {exc.strerror}") from exc
+
+
+def status(mountpoint: Path) -> dict[str, object]:
+    """The mount's status report (`status.gather`), which only its owner and root may read."""
+    path = _mastfs_mount(mountpoint)
+    try:
+        raw = os.getxattr(path, XATTR_STATUS)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise ControlError(
+                f"the status of {mountpoint} is for the user who mounted it (and root) only"
+            ) from exc
+        raise ControlError(f"cannot read the status of {mountpoint}: {exc.strerror}") from exc
+    try:
+        report = json.loads(raw)
+    except ValueError as exc:
+        raise ControlError(f"{mountpoint} answered a malformed status") from exc
+    if not isinstance(report, dict):
+        raise ControlError(f"{mountpoint} answered a malformed status")
+    return report

@@ -90,6 +90,20 @@ class Core:
             raise
         return OpenFile(product, version)
 
+    async def product_at(self, dataURI: str) -> Product:
+        """A product named by its MAST URI alone, outside the query (fsspec's `mast://` URLs):
+        its size from the version the cache knows or from one HEAD (`BlockCache.probe`). Read
+        like any other product; its access is what the archive answers."""
+        version = await self.cache.probe(dataURI)
+        mission, _, rest = dataURI.removeprefix("mast:").partition("/")
+        return Product(
+            dataURI=dataURI,
+            productFilename=rest.rpartition("/")[2],
+            obs_id="",
+            obs_collection=mission,
+            size=version.size,
+        )
+
     async def read_product(self, opened: OpenFile, offset: int, length: int) -> Block:
         """Up to `length` bytes at `offset` of the open file's version; a failure is shown in
         the manifest until the product reads again."""
@@ -144,6 +158,10 @@ class Core:
     def stats(self) -> dict[str, int]:
         return self.cache.stats()
 
+    async def cached_bytes(self, product: Product) -> int:
+        """Bytes of the product's current version in the disk cache."""
+        return await self.cache.cached_bytes(product.dataURI, product.size)
+
     # -- listeners (called by the cache) ---------------------------------------------------------
 
     def _content_changed(self, dataURI: str) -> None:
@@ -164,6 +182,7 @@ async def open_core(
     cache_size: int,
     nursery: trio.Nursery | None = None,
     read_timeout: float = math.inf,
+    limit_token: bool = True,
     **cache_options: Any,
 ) -> AsyncIterator[Core]:
     """A `Core` over `state` reading through `fetcher` (the caller's: it carries the server,
@@ -171,9 +190,12 @@ async def open_core(
 
     From here on the fetcher sends the token only for the exclusive-access products of
     `state`: a public product, which anyone sharing the mount may read, is fetched without it.
+    Without `limit_token` (a front end that reads products by URI, outside any query, in its
+    user's own process), every request to the archive's origin carries it, as astroquery's do.
     Blocks live in `cache_dir/blocks`, shared by every process using the same directory.
     """
-    fetcher.limit_token_to(p.dataURI for p in state.available if p.is_exclusive)
+    if limit_token:
+        fetcher.limit_token_to(p.dataURI for p in state.available if p.is_exclusive)
     holder: list[Core] = []
 
     def changed(uri: str) -> None:

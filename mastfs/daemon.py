@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from mastfs import runtime
+from mastfs import notify, runtime
 from mastfs.safetext import clean
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,8 @@ def spawn(argv: Sequence[str], log_file: Path, token: str | None = None) -> int:
         token_fd = _token_pipe(token)
         command += [TOKEN_FD_OPTION, str(token_fd)]
         pass_fds.append(token_fd)
-    env = {key: value for key, value in os.environ.items() if key != _TOKEN_ENV}
+    # The daemon's readiness reaches systemd from here (`MAINPID=` names it), not from itself.
+    env = {k: v for k, v in os.environ.items() if k not in (_TOKEN_ENV, notify.NOTIFY_SOCKET)}
     try:
         with os.fdopen(runtime.open_log(log_file), "ab") as out:
             child = subprocess.Popen(
@@ -155,6 +156,7 @@ def spawn(argv: Sequence[str], log_file: Path, token: str | None = None) -> int:
             show(tag, text, sys.stdout if tag == READY else None)
             if tag == READY:
                 outcome = 0
+                notify.ready(text, mainpid=child.pid)
             elif tag == ERROR:
                 outcome = 1
     if outcome is None:

@@ -540,6 +540,8 @@ class Fetcher:
             "retries": 0,
             "bytes": 0,
             "redirects": 0,
+            # Attempts under way now (a gauge, for `mastfs status` and the metrics).
+            "in_flight": 0,
         }
 
     def __repr__(self) -> str:
@@ -867,12 +869,15 @@ class Fetcher:
         tries = 0
         while True:
             tries += 1
+            self._count("in_flight")
             try:
                 if in_thread:
                     return await _in_thread(attempt)
                 return await attempt()
             except _Retryable as exc:
                 cause = exc
+            finally:
+                self._count("in_flight", -1)
             limit = policy.attempts
             if isinstance(cause, _ConnectFailed):
                 limit = min(limit, policy.connect_attempts)

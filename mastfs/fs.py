@@ -29,7 +29,14 @@ from mastfs.ownership import Ownership
 from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.state import Snapshot
 from mastfs.tree import ROOT_INODE, Entry
-from mastfs.xattrs import XATTR_CACHE, XATTR_SELECTION, XATTR_SUMMARY, product_xattrs
+from mastfs.xattrs import (
+    XATTR_CACHE,
+    XATTR_CACHED,
+    XATTR_SELECTION,
+    XATTR_STATUS,
+    XATTR_SUMMARY,
+    product_xattrs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +116,12 @@ class MastOperations(pyfuse3.Operations):
         core: Core,
         spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
         ownership: Ownership | None = None,
+        status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         self.core = core
+        # The daemon's status report (`status.gather`), for `user.mastfs.status`.
+        self._status = status
         self.state = core.state
         self._spawn = spawn
         self._handles: dict[int, _Handle] = {}
@@ -317,7 +327,10 @@ class MastOperations(pyfuse3.Operations):
     @fuse_errors
     async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
         caller = _caller(ctx, self.ownership)
-        return [name.encode() for name in self._xattrs(self._entry(inode), caller)]
+        names = [name.encode() for name in self._xattrs(self._entry(inode), caller)]
+        if inode == ROOT_INODE and self._status and self.ownership.may_change_selection(caller):
+            names.append(XATTR_STATUS)
+        return names
 
     async def getxattr(self, inode: InodeT, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         # `ls -l` asks every entry for security.selinux and POSIX ACLs. "Not supported" (not
@@ -329,7 +342,18 @@ class MastOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def _getxattr(self, inode: InodeT, name: bytes, caller: int) -> bytes:
-        value = self._xattrs(self._entry(inode), caller).get(os.fsdecode(name))
+        entry = self._entry(inode)
+        if name == XATTR_STATUS and inode == ROOT_INODE and self._status is not None:
+            # The query and the failed files may be private: the owner's and root's alone.
+            if not self.ownership.may_change_selection(caller):
+                raise FUSEError(errno.EACCES)
+            return json.dumps(await self._status(), sort_keys=True).encode()
+        if name == XATTR_CACHED and entry.product is not None:
+            private = entry.product.is_exclusive
+            if private and not self.ownership.may_open_private(caller):
+                raise FUSEError(errno.EACCES)
+            return str(await self.core.cached_bytes(entry.product)).encode()
+        value = self._xattrs(entry, caller).get(os.fsdecode(name))
         if value is None:
             raise FUSEError(pyfuse3.ENOATTR)
         return value.encode()

@@ -7,9 +7,11 @@ background daemon writes them to the pipe its parent waits on (see `daemon.py`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import runtime, system
+from mastfs import notify, runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
@@ -63,6 +65,8 @@ class MountOptions:
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
     start_server: Callable[[AsyncExitStack], str] | None = None
+    # `--metrics`: (host, port) of the Prometheus endpoint, off when None.
+    metrics: tuple[str, int] | None = None
 
 
 # -- the mount itself --------------------------------------------------------------------------
@@ -121,7 +125,26 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         ownership = opts.ownership or Ownership.build(
             os.getuid(), os.getgid(), private_views=bool(opts.token)
         )
-        ops = MastOperations(core, spawn=spawn, ownership=ownership)
+        info = status.MountInfo(
+            str(opts.mountpoint),
+            opts.query.describe(),
+            opts.server,
+            str(opts.cache_dir),
+            os.getpid(),
+            time.time(),
+        )
+        report = status.reused(functools.partial(status.gather, core, info))
+        ops = MastOperations(core, spawn=spawn, ownership=ownership, status=report)
+        if opts.metrics is not None:
+            from mastfs import metrics  # prometheus_client: only when asked for
+
+            try:
+                stack.enter_context(metrics.serving(core, opts.metrics))
+            except OSError as exc:
+                host, port = opts.metrics
+                raise MountError(
+                    f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}"
+                ) from exc
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and
@@ -152,11 +175,15 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         pid = runtime.write_pid(opts.mountpoint)
         stack.callback(lambda: pid.unlink(missing_ok=True))
         who = user.display_name if user else "anonymous"
-        reporter.ready(
+        mounted = (
             f"mounted {opts.query.describe()} at {opts.mountpoint} ({opts.layout}, {who}): "
             f"{format_summary(summary, user)}"
             + (" [offline: query result from cache]" if result.from_cache else "")
         )
+        reporter.ready(mounted)
+        # Run by systemd in the foreground (a background daemon's parent tells it instead).
+        notify.ready(mounted)
+        stack.callback(notify.stopping)
         await pyfuse3.main()
         clean_exit = True
         log.info("unmounted %s", opts.mountpoint)

@@ -1,16 +1,20 @@
-"""Where a mount keeps its pid file and its daemon log: private to the user who mounted it.
+"""Where a mount keeps its pid file and its daemon log, and the defaults every front end shares.
 
 The pid file lives in `$XDG_RUNTIME_DIR/mastfs`, or without one in a 0700 directory under the
 user's default cache directory (never in a shared temporary directory, where another user could
 plant a symlink in its place); the daemon's log in the cache directory's `logs/`. Both are
 named by the mount point (`mount_id`), so `mastfs umount` finds them from the path alone, and
 both are created owner-only without following symlinks (`mastfs.private`).
+
+Every front end (the mount, `mastfs ls`, the fsspec filesystem) finds the archive server and the
+cache directory the same way: `server_url` and `default_cache_dir`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from mastfs.private import (
@@ -20,6 +24,18 @@ from mastfs.private import (
     private_dir,
     write_private,
 )
+
+DEFAULT_SERVER = "https://mast.stsci.edu"
+SERVER_ENV = "MASTFS_SERVER"
+
+
+def server_url(value: str | None = None) -> str:
+    """The archive's base URL: `value` (`--server`), else `$MASTFS_SERVER`, else MAST itself;
+    `ValueError` naming it when it is not `http(s)://host[:port]`."""
+    server = (value or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", server):
+        raise ValueError(f"invalid server URL {server!r} (expected http(s)://host[:port])")
+    return server
 
 
 def default_cache_dir() -> Path:

@@ -89,6 +89,11 @@ class MountState:
             if self._errors.pop(dataURI, None) is not None:
                 self._errors_version += 1
 
+    def errors(self) -> list[tuple[str, str]]:
+        """The fetch errors shown now, (dataURI, message), oldest first."""
+        with self._lock:
+            return list(self._errors.items())
+
     def manifest_current(self, snapshot: Snapshot | None = None) -> bool:
         """Whether `manifest()` would answer from its cache (rendering takes ~50 ms for 10,000
         products: callers on an event loop render it in a worker thread first)."""

@@ -23,6 +23,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# The variable a token is read from when no token file is named.
+MAST_TOKEN_ENV = "MAST_API_TOKEN"
+
 # MAST tokens are 32 hexadecimal characters; other bearer tokens (JWTs) run to a few hundred.
 MAX_TOKEN_LENGTH = 512
 # A token file is read this far and no further (a token and plenty of surrounding whitespace).
@@ -98,6 +101,18 @@ def read_token_file(path: Path) -> tuple[str, str | None]:
     if len(data) > MAX_FILE_BYTES:
         raise TokenError(f"{source} is larger than {MAX_FILE_BYTES} bytes: it must hold one token")
     return parse_token(data, source), mode_warning(path, info.st_mode)
+
+
+def find_token(token_file: Path | None) -> tuple[str | None, str | None]:
+    """The token every front end uses: from `token_file` (`--token-file`) when one is named,
+    else from `$MAST_API_TOKEN`; None when neither holds one. With the warning the token
+    file's mode deserves (or None). `TokenError` for an unusable file or variable."""
+    if token_file is not None:
+        return read_token_file(token_file)
+    value = os.environb.get(MAST_TOKEN_ENV.encode())
+    if value is None or not value.strip():
+        return None, None
+    return parse_token(value, f"environment variable {MAST_TOKEN_ENV}"), None
 
 
 def read_token_fd(fd: int) -> str:

@@ -60,13 +60,11 @@ def csv_cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
-def selection_csv(selected: Sequence[Product], tree: Tree) -> bytes:
-    """UTF-8 CSV (RFC 4180, CRLF), grouped by dataset: datasets sorted, files sorted."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for p in sorted(_rows(selected), key=lambda p: (p.obs_id, p.productFilename, p.dataURI)):
-        cells = (
+def selection_rows(selected: Sequence[Product], tree: Tree) -> list[tuple[str | int, ...]]:
+    """The rows of `selection.csv` as values (`CSV_COLUMNS`), grouped by dataset: datasets
+    sorted, files sorted."""
+    return [
+        (
             p.obs_id,
             p.productFilename,
             product_level(p),
@@ -78,6 +76,16 @@ def selection_csv(selected: Sequence[Product], tree: Tree) -> bytes:
             p.dataRights,
             _path(tree, p),
         )
+        for p in sorted(_rows(selected), key=lambda p: (p.obs_id, p.productFilename, p.dataURI))
+    ]
+
+
+def selection_csv(selected: Sequence[Product], tree: Tree) -> bytes:
+    """UTF-8 CSV (RFC 4180, CRLF) of `selection_rows`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for cells in selection_rows(selected, tree):
         writer.writerow([csv_cell(c) if isinstance(c, str) else c for c in cells])
     return out.getvalue().encode("utf-8")
 

@@ -21,6 +21,10 @@ XATTR_SELECTION = b"user.mastfs.selection"
 XATTR_SUMMARY = b"user.mastfs.summary"
 # The block cache's counters (JSON), for whoever wonders where the bytes came from.
 XATTR_CACHE = b"user.mastfs.cache"
+# The mount's status report (JSON, `status.py`), for the mount's owner and root only.
+XATTR_STATUS = b"user.mastfs.status"
+# Bytes of a product's current version in the disk cache (not listed: `mastfs warm` asks).
+XATTR_CACHED = b"user.mastfs.cached"
 # The namespace of a product's metadata (a str: the keys of `product_xattrs`).
 XATTR_PREFIX = "user.mast."
 
@@ -50,3 +54,37 @@ def product_xattrs(p: Product, readable: bool) -> dict[str, str]:
         "project": p.project,
     }
     return {XATTR_PREFIX + k: v for k, v in values.items() if v != ""}
+
+
+def product_from_xattrs(values: dict[str, str], filename: str) -> Product:
+    """The product a file's `user.mast.*` attributes describe (the inverse of
+    `product_xattrs`, for `mastfs warm`'s selection); `filename` is its name in the mount."""
+
+    def get(key: str) -> str:
+        return values.get(XATTR_PREFIX + key, "")
+
+    def number(key: str) -> int:
+        text = get(key)
+        return int(text) if text.isdigit() else 0
+
+    return Product(
+        dataURI=get("uri"),
+        productFilename=filename,
+        obs_id=get("dataset"),
+        obs_collection=get("collection"),
+        size=number("size"),
+        obsID=get("obsid"),
+        parent_obsid=get("parent_obsid"),
+        dataRights=get("access") or "PUBLIC",
+        calib_level=number("calib_level"),
+        productType=get("category"),
+        productGroupDescription=get("product_group"),
+        productSubGroupDescription=get("group"),
+        description=get("description"),
+        dataproduct_type=get("dataproduct_type"),
+        project=get("project"),
+        prvversion=get("prvversion"),
+        proposal_id=get("proposal_id"),
+        filters=get("filters"),
+        instrument_name=get("instrument"),
+    )

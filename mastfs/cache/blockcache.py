@@ -209,6 +209,7 @@ class BlockCache:
         out = self.counters.as_dict()
         out["memory_bytes"] = self.memory.size
         out["readahead_inflight_bytes"] = self.budget.fetching.used
+        out["blocks_in_flight"] = len(self.flights)
         shape = self.prefetcher.shape()
         out["readahead_parallel"] = shape.parallel
         out["readahead_request_bytes"] = shape.request_blocks * self.block_size
@@ -219,6 +220,19 @@ class BlockCache:
         for name, value in self._fetcher.counters.items():
             out[f"http_{name}"] = value
         return out
+
+    async def cached_bytes(self, dataURI: str, size: int) -> int:
+        """Bytes of the product's current version on disk (0 when no version is known)."""
+        version = await self.versions.load(dataURI)
+        if version is None:
+            return 0
+        indices = await self.disk.cached_indices(dataURI, version.identity)
+        count = self.layout.count(size)
+        return sum(self.layout.length(i, size) for i in indices if 0 <= i < count)
+
+    async def disk_usage(self) -> tuple[int, int | None]:
+        """(bytes on disk, the bound) of the shared block cache."""
+        return await self.disk.volume(), self.disk.index.size_limit
 
     # -- the public reads --------------------------------------------------------------------
 
@@ -232,6 +246,23 @@ class BlockCache:
         """
         await self.versions.validate(dataURI, self.metadata_ttl)
         return self.versions.current(dataURI)
+
+    async def probe(self, dataURI: str) -> Version:
+        """The product's current version when the caller knows nothing of it (no catalogue row,
+        no size): the one this process or the disk knows, revalidated as `open` does, else what
+        the read of its first block says. That one ranged GET tells the size as a HEAD would and
+        brings the bytes every reader asks for first (a FITS header), in one round trip instead
+        of two. `NotAuthorized`/`NotFound`/`FetchError` from the archive propagate."""
+        version = await self.open(dataURI, 0)
+        if version is None:
+            # A product shorter than a block answers with its real size (`ContentChanged`,
+            # learnt by `read`); one longer, with exactly the block.
+            await self.read(dataURI, self.block_size, 0, 1)
+            version = self.versions.current(dataURI)
+        if version is None:
+            self.counters.requests += 1
+            version = await self.versions.learn(dataURI, await self._fetcher.head(dataURI))
+        return version
 
     def current_version(self, dataURI: str) -> Version | None:
         """The version the last read of the product was served from."""
@@ -540,8 +571,10 @@ class BlockCache:
             counters.readahead_requests += 1
             counters.readahead_bytes += end - start
         current = await self.versions.learn(uri, remote)
-        if current.size != file_size:
-            # The block layout differs from what the range was computed for: keep nothing.
+        if end != min((run[-1][0] + 1) * bs, current.size):
+            # The run's blocks are not the current version's blocks (its last one ends
+            # elsewhere): keep nothing. A size other than the one asked for does not matter
+            # otherwise (`probe` asks for the first block of a product of unknown size).
             return False
         blocks: list[tuple[int, Block]] = []
         for (index, flight), piece in zip(run, pieces, strict=True):

@@ -45,6 +45,9 @@ class Flights(Generic[K, V]):
     def __init__(self) -> None:
         self._flights: dict[K, Flight[V]] = {}
 
+    def __len__(self) -> int:
+        return len(self._flights)
+
     def __contains__(self, key: K) -> bool:
         return key in self._flights
 

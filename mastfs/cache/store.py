@@ -283,6 +283,33 @@ class BlockIndex:
         except Exception as exc:
             self._failed("write", exc)
 
+    def cached_indices(self, uri: str, identity: str) -> set[int]:
+        """Indices of the blocks of one version that have a row (`mastfs warm`, status)."""
+        try:
+            rows = self.db._sql(
+                "SELECT key FROM Cache WHERE tag = ?", (tag_of(uri, identity),)
+            ).fetchall()
+        except Exception as exc:
+            self._failed("list a product's blocks", exc)
+            return set()
+        indices = set()
+        for (key,) in rows:
+            try:
+                kind, _, _, index = json.loads(key)
+            except (ValueError, TypeError):
+                continue
+            if kind == "b" and isinstance(index, int):
+                indices.add(index)
+        return indices
+
+    def volume(self) -> int:
+        """Bytes the cache holds on disk, as its size bound counts them."""
+        try:
+            return int(self.db.volume())
+        except Exception as exc:
+            self._failed("measure the cache", exc)
+            return 0
+
     def retire(self, uri: str, old_identity: str, new_identity: str) -> None:
         """A product moved from one version to another: drop the old one's rows and refuse
         rows of it from now on (a product may also come back to a version it had)."""
@@ -350,6 +377,12 @@ class DiskTier:
 
     async def put_meta(self, uri: str, info: RemoteInfo) -> None:
         await self._write(self.index.put_meta, uri, info)
+
+    async def cached_indices(self, uri: str, identity: str) -> set[int]:
+        return await self._read(self.index.cached_indices, uri, identity)
+
+    async def volume(self) -> int:
+        return await self._read(self.index.volume)
 
     async def retire(self, uri: str, old_identity: str, new_identity: str) -> None:
         await self._write(self.index.retire, uri, old_identity, new_identity)

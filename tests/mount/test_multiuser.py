@@ -14,11 +14,9 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +30,7 @@ from mastfs.sim import api_downloads
 from mastfs.sim.catalog import AUTHORIZED_TOKEN, TOKENS, default_catalog
 from mastfs.xattrs import XATTR_SELECTION
 from tests.support import reads
-from tests.support.mounting import Mount, mounted, run_cli
+from tests.support.mounting import Mount, mounted, run_cli, traversable_dir
 
 pytestmark = pytest.mark.mount
 
@@ -58,13 +56,8 @@ EXCLUSIVE, EXCLUSIVE_2, PUBLIC = _files()
 
 @pytest.fixture(scope="module")
 def shared_dir() -> Iterator[Path]:
-    """A folder `nobody` may traverse but not list or write, for mount points."""
-    path = Path(tempfile.mkdtemp(prefix="mastfs-multiuser-"))
-    path.chmod(0o711)
-    try:
+    with traversable_dir("mastfs-multiuser-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -112,6 +113,18 @@ def mounted(
                 if system.unmount(mountpoint, timeout=30).returncode == 0 and pid is not None:
                     system.wait_gone(pid, 15)
         force_unmount(mountpoint, pid)
+
+
+@contextmanager
+def traversable_dir(prefix: str) -> Iterator[Path]:
+    """A folder other users (`nobody`) may traverse but not list or write, for mount points
+    they use (pytest's own temporary folders are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class MountWedged(AssertionError):
