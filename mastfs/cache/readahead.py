@@ -156,7 +156,8 @@ def shape_for(
     A request of S bytes takes `link.rtt + S / link.rate`; N of them in flight bring
     N * S / (rtt + S / rate). Requests go from `request_blocks` down to one block, at least
     `parallel` and at most `parallel_max` at once, never more than `inflight_max` bytes in
-    flight; the largest request whose modelled rate is within `SHAPE_SLACK` of the best wins.
+    flight; going down in size, a smaller request replaces the best so far only if it promises
+    `SHAPE_SLACK` times its modelled rate.
     Without an estimate, with a round trip under `LATENCY_SHARE` of a largest request's
     transfer, or when `parallel` requests of the largest size already reach the target, the
     defaults (`request_blocks`, `parallel`, half-window top-ups).
