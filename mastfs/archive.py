@@ -21,6 +21,7 @@ rows are stored, and rows read back are validated again.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import json
@@ -53,8 +54,36 @@ QUERY_CACHE_MAX_BYTES = 512 << 20
 
 _ALL_FIELDS = [f.name for f in fields(Product)]
 _PRODUCT_FIELDS = [f.name for f in fields(Product) if f.name not in ("instrument_name", "mtime")]
-# Query results being written to the cache, by file (`Archive._store_cached`).
-_WRITES: dict[Path, threading.Thread] = {}
+
+class _Write:
+    """One query result to write to the cache: in a thread once `start`ed, or at `finish`."""
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        self._write = write
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.archive: Archive | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write, name="query-cache")
+                self._thread.start()
+
+    def finish(self) -> None:
+        """Written when this returns (here, if no thread was started)."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                self._thread = threading.current_thread()
+        if thread is None:
+            self._write()
+        elif thread is not threading.current_thread():
+            thread.join()
+
+
+# Query results not yet known to be in the cache, by file (`Archive._store_cached`).
+_WRITES: dict[Path, _Write] = {}
 _WRITES_LOCK = threading.Lock()
 _TEXT_FIELDS = [f.name for f in fields(Product) if f.type == "str"]
 # A product's size: anything outside 0..MAX_SIZE (1 PiB) is not a size.
@@ -178,8 +207,8 @@ class Archive:
         self._cache_dir = Path(cache_dir)
         self._token = token
         self.limits = limits or Limits()
-        # Asked for at once, beside the login (`_columns_config`).
-        self._columns = _PREFETCH.submit(_columns_config, self.server, token, self.limits)
+        # Asked for at once, beside the login (`_columns_config`), or earlier (`prefetch`).
+        self._columns = _early(self.server, token, self.limits)
         self._session = _session()
         self._http = archive_http.GuardedAdapter(self.server, token, self.limits)
         archive_http.install(self._session, self._http)
@@ -346,10 +375,18 @@ class Archive:
     def _cache_file(self, query: Query) -> Path:
         return self._cache_dir / "queries" / f"{query.key(self.server)}.json"
 
+    def keep_results(self) -> None:
+        """Write the query results of `products` to the cache, in threads of their own: seconds
+        of CPU for 50,000 rows, which a mount should not spend while it builds its tree (call
+        this once it has). Written at the latest when the process exits (`flush_query_cache`)
+        or a later `_load_cached` of the same query needs them."""
+        with _WRITES_LOCK:
+            pending = [w for w in _WRITES.values() if w.archive is self]
+        for write in pending:
+            write.start()
+
     def _store_cached(self, query: Query, result: QueryResult) -> None:
-        """Write the result in a thread of its own (seconds for 50,000 rows, which the user
-        need not wait for); a later `_load_cached` of the same file in this process waits for
-        it, the interpreter's exit too (not a daemon thread)."""
+        """Register the result to be written (`keep_results`)."""
         path = self._cache_file(query)
         products = tuple(result.products)
 
@@ -368,17 +405,17 @@ class Archive:
             except (OSError, PrivacyError) as exc:
                 log.warning("could not cache the query result in %s: %s", path.parent, exc)
 
-        writer = threading.Thread(target=write, name="query-cache")
+        pending = _Write(write)
+        pending.archive = self
         with _WRITES_LOCK:
-            _WRITES[path] = writer
-        writer.start()
+            _WRITES[path] = pending
 
     def _load_cached(self, query: Query) -> QueryResult | None:
         path = self._cache_file(query)
         with _WRITES_LOCK:
             writing = _WRITES.pop(path, None)
         if writing is not None:
-            writing.join()
+            writing.finish()
         try:
             private_dir(path.parent)
             doc = json.loads(read_private(path, QUERY_CACHE_MAX_BYTES))
@@ -413,12 +450,15 @@ class Archive:
 
 
 def flush_query_cache() -> None:
-    """Wait until every query result this process is caching has been written."""
+    """Write every query result this process has not written yet, or wait until it is."""
     with _WRITES_LOCK:
         writing = list(_WRITES.values())
         _WRITES.clear()
-    for writer in writing:
-        writer.join()
+    for write in writing:
+        write.finish()
+
+
+atexit.register(flush_query_cache)
 
 
 class _Dropped:
@@ -450,6 +490,25 @@ class _Dropped:
 # login, on a session of its own.
 COLUMNS_CONFIG = "Mast.Caom.Cone"
 _PREFETCH = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="columns")
+
+
+_EARLY: dict[tuple[str, str | None, Limits], concurrent.futures.Future[Any]] = {}
+_EARLY_LOCK = threading.Lock()
+
+
+def prefetch(server: str, token: str | None, limits: Limits) -> None:
+    """Ask for the columns configuration now, for the `Archive` of the same server, token and
+    limits to take: a mount starts this before it imports the rest of itself."""
+    key = (server.rstrip("/"), token, limits)
+    with _EARLY_LOCK:
+        if key not in _EARLY:
+            _EARLY[key] = _PREFETCH.submit(_columns_config, *key)
+
+
+def _early(server: str, token: str | None, limits: Limits) -> concurrent.futures.Future[Any]:
+    with _EARLY_LOCK:
+        found = _EARLY.pop((server, token, limits), None)
+    return found or _PREFETCH.submit(_columns_config, server, token, limits)
 
 
 def _session() -> Any:

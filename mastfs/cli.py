@@ -763,6 +763,11 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         if not args.foreground:
             return _mount_in_background(args.mountpoint, argv, cache_dir, demo, token)
 
+    if not demo:
+        from mastfs.archive import prefetch
+
+        # Its answer comes while the rest of the mount is imported.
+        prefetch(server, token, limits_from_args(args))
     from mastfs.mount import MountOptions
 
     start_server = None

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = "Mast.Caom.Products"
 FIRST_BATCH = 5  # MAST's advice: product lists of about five observations at a time
-MAX_BATCH = 50
-TARGET_ROWS = 2000  # rows per batch that later batches are sized for
+MAX_BATCH = 100
+TARGET_ROWS = 5000  # rows per batch that later batches are sized for
 IN_FLIGHT = 8
 # Pauses between attempts of one batch when the archive names none: 0.5, 1, 2, 4, 8 s.
 FIRST_PAUSE = 0.5

@@ -126,6 +126,8 @@ async def open_session(
     state = await trio.to_thread.run_sync(
         functools.partial(MountState, result.products, selection, layout, user, readable)
     )
+    # Only now: writing the result to the cache would have slowed the building of the state.
+    archive.keep_results()
     return Session(archive, query, user, result, frozenset(readable), state)
 
 
