@@ -25,6 +25,7 @@ from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
+from mastfs.headers import HeaderTexts
 from mastfs.ownership import Ownership
 from mastfs.private import PrivacyError
 from mastfs.selection import Selection, SelectionError, format_summary
@@ -154,7 +155,8 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         ownership = opts.ownership or Ownership.build(
             os.getuid(), os.getgid(), private_views=bool(opts.token)
         )
-        ops = MastOperations(core, spawn=spawn, ownership=ownership)
+        headers = HeaderTexts(core, nursery)
+        ops = MastOperations(core, spawn=spawn, ownership=ownership, headers=headers)
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and

@@ -1,0 +1,174 @@
+"""Header texts of FITS products (`headers/`): read header by header, kept, fetched ahead.
+
+A text is built by walking the product's headers (`fitsheaders.HeaderWalk`) with reads
+through the core (`Core.open_product(..., headers=True)`): the access rule, the token, the
+cache and the version rules of any product read apply, and every read of one build is of one
+version of the product, so a text is never half of an old version and half of a new one (a
+version change in the middle of a build starts it again, once). The reads go through the
+header cache, whose blocks are small (`HEADER_BLOCK_SIZE`): a header costs one such block,
+not a 1 MiB product block. Texts are kept in memory by (product, version), within
+`TEXT_MEMORY` bytes; their blocks stay in the disk cache.
+
+Listing a folder of `headers/` queues the products beneath it (`prefetch`), and up to
+`PARALLEL` builds run at once in the background, so a `grep -r` finds most texts built when it
+opens them: walking a header needs one round trip per block, and only many walks at once make
+a program's worth run at the link's speed rather than its latency's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+
+import trio
+
+from mastfs.cache.flights import Flights
+from mastfs.core import Core, OpenFile
+from mastfs.fetch import BadResponse, FetchError, TransientError, VersionChanged
+from mastfs.fitsheaders import FITS_BLOCK, HeaderError, HeaderWalk, render
+from mastfs.model import Product
+
+log = logging.getLogger(__name__)
+
+# Builds at once in the background. A build waits one round trip per header block; 64 at once
+# keep a link of 80 ms round trips busy (docs/performance.md, "Headers").
+PARALLEL = 64
+# Rendered texts kept in memory (their blocks are in the disk cache anyway).
+TEXT_MEMORY = 32 << 20
+# Queued products, at most (a listing of a folder queues those beneath it).
+MAX_QUEUED = 200_000
+
+
+class HeaderTexts:
+    """The header texts of one core's products.
+
+    State: `_texts` (dataURI -> (version identity, text), least recently used first, within
+    `TEXT_MEMORY` bytes), `_flights` (builds in progress, shared by the readers that want the
+    same text), `_queue`/`_queued` (products waiting for a background build), `_workers`
+    (background builds running), all touched by the trio thread only.
+    """
+
+    def __init__(self, core: Core, nursery: trio.Nursery, parallel: int = PARALLEL) -> None:
+        self.core = core
+        self._nursery = nursery
+        self._parallel = parallel
+        self._texts: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._flights: Flights[str, bytes] = Flights()
+        self._queue: deque[Product] = deque()
+        self._queued: set[str] = set()
+        self._workers = 0
+        # Fetches run in worker threads: as many as the builds, on top of the cache's own.
+        limiter = trio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, 40 + parallel)
+
+    async def text(self, product: Product, *, background: bool = False) -> bytes:
+        """The product's header text, of its current version (`NotAuthorized`, `NotFound`,
+        `FetchError`, the last for a header that cannot be walked too)."""
+        uri = product.dataURI
+        while True:
+            opened = await self.core.open_product(product, headers=True)
+            kept = self._texts.get(uri)
+            if kept is not None and opened.version is not None:
+                if kept[0] == opened.version.identity:
+                    self._texts.move_to_end(uri)
+                    return kept[1]
+            flight, mine = self._flights.claim(uri, background)
+            if not mine:
+                value = await flight.wait()
+                if value is not None:
+                    return value
+                continue  # abandoned, or a background failure: try for ourselves
+            try:
+                text = await self._build(opened)
+            except BaseException as exc:
+                self._flights.fail(uri, flight, exc)
+                raise
+            self._flights.resolve(uri, flight, text)
+            return text
+
+    async def _build(self, opened: OpenFile) -> bytes:
+        uri = opened.product.dataURI
+        timeout = self.core.read_timeout
+        for attempt in (1, 2):
+            try:
+                with trio.move_on_after(timeout) as deadline:
+                    text = await self._walk(opened)
+                if deadline.cancelled_caught:
+                    raise TransientError(f"{uri}: headers not read within {timeout:g} s")
+            except VersionChanged:
+                if attempt == 2:
+                    raise
+                log.info("%s changed while its headers were read: reading them again", uri)
+                opened = await self.core.open_product(opened.product, headers=True)
+                continue
+            except HeaderError as exc:
+                log.warning("headers of %s cannot be read: %s", uri, exc)
+                raise BadResponse(f"{uri}: {exc}") from None
+            if opened.version is not None:  # bound by the first read
+                self._keep(uri, opened.version.identity, text)
+            return text
+        raise AssertionError("unreachable")
+
+    async def _walk(self, opened: OpenFile) -> bytes:
+        walk = HeaderWalk(opened.product.size)
+        block = opened.cache.block_size
+        while (at := walk.want()) is not None:
+            # The rest of the cache block holding `at`: it is fetched whole anyway.
+            length = max(FITS_BLOCK, block - at % block)
+            walk.feed(at, await self.core.read_product(opened, at, length))
+        return render(walk.hdus)
+
+    def _keep(self, uri: str, identity: str, text: bytes) -> None:
+        old = self._texts.pop(uri, None)
+        if old is not None:
+            self._bytes -= len(old[1])
+        if len(text) > TEXT_MEMORY // 4:
+            return
+        self._texts[uri] = (identity, text)
+        self._bytes += len(text)
+        while self._bytes > TEXT_MEMORY:
+            _, (_, dropped) = self._texts.popitem(last=False)
+            self._bytes -= len(dropped)
+
+    # -- ahead of the readers -----------------------------------------------------------------
+
+    def prefetch(self, products: Iterable[Product]) -> None:
+        """Queue background builds of `products`' texts, in order (those not queued yet)."""
+        for p in products:
+            if len(self._queued) >= MAX_QUEUED:
+                break
+            if p.dataURI in self._queued or (p.is_exclusive and not self.core.can_read(p)):
+                continue
+            self._queued.add(p.dataURI)
+            self._queue.append(p)
+        while self._workers < min(self._parallel, len(self._queue)):
+            self._workers += 1
+            self._nursery.start_soon(self._work)
+
+    async def _work(self) -> None:
+        try:
+            while self._queue:
+                product = self._queue.popleft()
+                try:
+                    await self.text(product, background=True)
+                except FetchError as exc:
+                    # A reader will meet (and report) the failure itself; a later listing
+                    # may queue the product again.
+                    log.debug("background headers of %s: %s", product.dataURI, exc)
+                    self._queued.discard(product.dataURI)
+                except Exception:
+                    # Never let a background build take the mount down with it.
+                    log.exception("background headers of %s", product.dataURI)
+                    self._queued.discard(product.dataURI)
+        finally:
+            self._workers -= 1
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "texts": len(self._texts),
+            "text_bytes": self._bytes,
+            "queued": len(self._queue),
+            "building": self._workers,
+        }
