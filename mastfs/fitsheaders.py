@@ -91,10 +91,15 @@ class HeaderWalk:
         return self._offset + len(self._blocks) * FITS_BLOCK
 
     def feed(self, offset: int, data: bytes | memoryview) -> None:
-        """Bytes read at `offset` (which must be `want()`); short reads end the walk."""
+        """Bytes read at `offset` (which must be `want()`). A partial block at the end of
+        `data` is asked for again, unless `data` reaches the end of the file (or is empty):
+        the file then ends inside a block."""
         if offset != self.want():
             raise ValueError(f"fed offset {offset}, wanted {self.want()}")
         view = memoryview(data)
+        at_end = len(view) == 0 or offset + len(view) >= self.file_size
+        if len(view) < FITS_BLOCK and not at_end:
+            raise ValueError(f"fed {len(view)} bytes at {offset}: less than a block, not at EOF")
         while not self._done and len(view) >= FITS_BLOCK:
             block = bytes(view[:FITS_BLOCK])
             view = view[FITS_BLOCK:]
@@ -104,10 +109,7 @@ class HeaderWalk:
                 if skip >= len(view):
                     return
                 view = view[skip:]
-        if not self._done and len(view) > 0 and len(view) < FITS_BLOCK:
-            # The file ends inside a block.
-            self._end_short()
-        elif not self._done and len(data) == 0:
+        if not self._done and at_end and len(view) < FITS_BLOCK:
             self._end_short()
 
     def _end_short(self) -> None:
