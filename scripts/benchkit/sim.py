@@ -60,6 +60,17 @@ class Simulator:
         with self._opener.open(req, timeout=30):
             pass
 
+    def faults(self, **knobs: Any) -> None:
+        """Set fault knobs (`latency_ms`, `bandwidth`...: mastfs/sim/faults.py); `{}` clears."""
+        path = "/__sim/faults" if knobs else "/__sim/faults/clear"
+        body = json.dumps(knobs).encode() if knobs else b""
+        req = urllib.request.Request(
+            f"{self.url}{path}", data=body, method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with self._opener.open(req, timeout=30):
+            pass
+
     def file_bytes(self, uri: str | None = None) -> int:
         s = self.stats()
         if uri is None:

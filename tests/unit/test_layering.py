@@ -29,6 +29,7 @@ PURE = {
     "mastfs.xattrs": {"mastfs.model", "mastfs.selection"},
     "mastfs.ownership": set(),
     "mastfs.safetext": set(),
+    "mastfs.fitsheaders": set(),
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": set(),
@@ -37,7 +38,7 @@ PURE = {
 }
 SIM_ALLOWED_IMPORTERS = {"mastfs.cli", "mastfs.demo"}
 # Front-end independent: no pyfuse3 and no FUSE layer, directly or through other modules.
-FUSE_FREE = {"mastfs.session", "mastfs.core", "mastfs.cache"}
+FUSE_FREE = {"mastfs.session", "mastfs.core", "mastfs.cache", "mastfs.headers"}
 # The FUSE front end and the wiring of a mount; the core below them does not know FUSE exists.
 FUSE_MODULES = {"pyfuse3", "mastfs.fs", "mastfs.mount"}
 
