@@ -91,9 +91,7 @@ def test_every_tool_reads_the_golden_text(m2734: Mount) -> None:
         assert run([sys.executable, "-c", code], path).strip() == str(len(golden)).encode()
 
 
-def test_listing_a_folder_fetches_its_headers_ahead(
-    tmp_path: Path, sim_url: str, sim: Sim
-) -> None:
+def test_listing_a_folder_fetches_its_headers_ahead(tmp_path: Path, sim_url: str, sim: Sim) -> None:
     with mounted(tmp_path / "mnt", ["--program", "2734"], tmp_path / "cache", server=sim_url) as m:
         rows = [r for r in fits_rows(m) if r["Dataset"] == SEGMENT]
         assert len(rows) == 5
@@ -107,9 +105,10 @@ def test_listing_a_folder_fetches_its_headers_ahead(
         )
         assert done.returncode == 0
         for row in rows:
-            assert reads.read_bytes(header_path(m, row)) == (
-                GOLDEN_HEADERS / golden_name(row["Filename"])
-            ).read_bytes()
+            assert (
+                reads.read_bytes(header_path(m, row))
+                == (GOLDEN_HEADERS / golden_name(row["Filename"])).read_bytes()
+            )
 
 
 # Polls the simulator until every product named has been fetched (a deadline, not a timing).
