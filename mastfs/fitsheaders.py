@@ -9,7 +9,7 @@ dozen integer and string values, with bounds of our own, where astropy's `Header
 would parse every card (and its import alone costs the daemon a second).
 
 A header is archive data, so everything is bounded: at most `MAX_HEADER_BLOCKS` blocks per
-header and `MAX_HDUS` HDUs per file; a missing END card, a first header that is not SIMPLE, or
+header, `MAX_HDUS` HDUs and `MAX_HEADER_BYTES` of headers per file; a missing END card, a first header that is not SIMPLE, or
 a negative, malformed or absurd size raises `HeaderError` naming the value. Bytes after the last
 HDU that do not start an extension (zero padding, a truncated file) end the walk, as astropy
 ignores them. `render` turns the headers into text: a line naming each HDU, then its cards, 80
@@ -28,6 +28,8 @@ CARDS_PER_BLOCK = FITS_BLOCK // CARD
 # A header of more than 1,000 blocks (36,000 cards, 2.8 MB) is not one an archive writes.
 MAX_HEADER_BLOCKS = 1000
 MAX_HDUS = 1000
+# All headers of one file together: the text is held in memory (real products: < 100 KiB).
+MAX_HEADER_BYTES = 4 << 20
 MAX_NAXIS = 999
 BITPIX_FORMATS = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32",
                   -64: "float64"}  # fmt: skip
@@ -83,6 +85,7 @@ class HeaderWalk:
     _offset: int = 0  # where the header being read starts
     _blocks: list[bytes] = field(default_factory=list)
     _done: bool = False
+    _total: int = 0  # header bytes taken so far
 
     def want(self) -> int | None:
         """The offset of the next bytes needed, None when the walk is over."""
@@ -126,6 +129,12 @@ class HeaderWalk:
         if not self._blocks and not self._starts_hdu(block):
             return 0
         self._blocks.append(block)
+        self._total += FITS_BLOCK
+        if self._total > MAX_HEADER_BYTES:
+            raise HeaderError(
+                f"HDU {len(self.hdus)} at byte {self._offset}: the headers exceed "
+                f"{MAX_HEADER_BYTES >> 20} MiB"
+            )
         end = _end_card(block)
         if end is None:
             if len(self._blocks) >= MAX_HEADER_BLOCKS:

@@ -7,6 +7,7 @@ import pytest
 from mastfs.fitsheaders import (
     FITS_BLOCK,
     MAX_HDUS,
+    MAX_HEADER_BYTES,
     MAX_HEADER_BLOCKS,
     HeaderError,
     HeaderWalk,
@@ -116,6 +117,15 @@ def test_absurd_sizes_end_the_walk_without_reading_them() -> None:
 def test_hdus_are_bounded() -> None:
     blob = PRIMARY + image(axes=(0,)) * (MAX_HDUS + 10)
     assert len(walk(blob, chunk=1 << 20).hdus) == MAX_HDUS
+
+
+def test_all_headers_together_are_bounded() -> None:
+    """Many long headers, each within its own bound, cannot make a text of gigabytes."""
+    long = header("XTENSION= 'IMAGE   '", "BITPIX  =                    8",
+                  "NAXIS   =                    0", *(["COMMENT   x"] * 36 * 300))  # fmt: skip
+    blob = PRIMARY + long * (MAX_HEADER_BYTES // len(long) + 2)
+    with pytest.raises(HeaderError, match="the headers exceed 4 MiB"):
+        walk(blob, chunk=1 << 20)
 
 
 def test_padding_after_the_last_hdu_is_ignored_as_astropy_does() -> None:

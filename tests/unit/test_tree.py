@@ -139,6 +139,8 @@ def test_flat_layout() -> None:
     distinct = {p.productFilename for p in products()}
     assert names == sorted(distinct | {HEADERS, MANIFEST, SELECTION_CSV})
     assert [c.name for c in tree.children(ROOT_INODE) if c.is_dir] == [HEADERS]
+    fits = {p.productFilename for p in products() if p.productFilename.endswith(".fits")}
+    assert [c.name for c in tree.children(HEADERS_INODE)] == sorted(f + ".txt" for f in fits)
     assert tree.paths(ROWS["J10"].dataURI) == (POOL,)
     assert tree.row_path(ROWS["J10c"]) == POOL
     assert tree.nlink(ROOT_INODE) == 3
@@ -338,3 +340,24 @@ def test_any_input_gives_a_consistent_tree(rows: list[tuple[str, str, int]], lay
     assert tree.file_count() == len({p.dataURI for p in prods})
     for path, _ in walk(tree):
         assert not any(part in ("", ".", "..") for part in path.split("/"))
+
+
+def test_headers_mirror_the_fits_products() -> None:
+    tree = build_tree(products(), "nested")
+    fits = [p for p in tree.products() if p.productFilename.endswith(".fits")]
+    assert fits and len(fits) < tree.file_count()
+    for p in fits:
+        header_paths = [f"{HEADERS}/{path}.txt" for path in tree.paths(p.dataURI)]
+        entries = [tree.lookup_path(path) for path in header_paths]
+        assert all(e is not None and e.header and e.product == p for e in entries)
+        inodes = {e.inode for e in entries if e is not None}
+        assert len(inodes) == 1 and inodes != {tree.inode_of(p.dataURI)}
+        assert tree.nlink(inodes.pop()) == len(header_paths)
+    # Listing order, each product once, beneath each folder of headers/.
+    beneath = tree.headers_beneath(HEADERS_INODE)
+    assert sorted(p.dataURI for p in beneath) == sorted(p.dataURI for p in fits)
+    jwst = tree.lookup_path(f"{HEADERS}/JWST")
+    assert jwst is not None
+    assert set(tree.headers_beneath(jwst.inode)) < set(beneath)
+    assert tree.headers_beneath(ROOT_INODE) == ()
+    assert build_tree(products(), "nested", headers=False).lookup(ROOT_INODE, HEADERS) is None
