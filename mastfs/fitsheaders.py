@@ -9,8 +9,9 @@ dozen integer and string values, with bounds of our own, where astropy's `Header
 would parse every card (and its import alone costs the daemon a second).
 
 A header is archive data, so everything is bounded: at most `MAX_HEADER_BLOCKS` blocks per
-header, `MAX_HDUS` HDUs and `MAX_HEADER_BYTES` of headers per file; a missing END card, a first header that is not SIMPLE, or
-a negative, malformed or absurd size raises `HeaderError` naming the value. Bytes after the last
+header, `MAX_HDUS` HDUs and `MAX_HEADER_BYTES` of headers per file; a missing END card, a first
+header that is not SIMPLE, or a negative, malformed or absurd size raises `HeaderError` naming
+the value. Bytes after the last
 HDU that do not start an extension (zero padding, a truncated file) end the walk, as astropy
 ignores them. `render` turns the headers into text: a line naming each HDU, then its cards, 80
 columns each, one per line, bytes outside printable ASCII shown as `?`. Pure: no I/O.

@@ -7,8 +7,8 @@ import pytest
 from mastfs.fitsheaders import (
     FITS_BLOCK,
     MAX_HDUS,
-    MAX_HEADER_BYTES,
     MAX_HEADER_BLOCKS,
+    MAX_HEADER_BYTES,
     HeaderError,
     HeaderWalk,
     render,
