@@ -60,6 +60,10 @@ class Hdu:
         """The value of the first card `keyword` (a string or an integer), None if absent."""
         return _card_values(self.cards, {keyword}).get(keyword)
 
+    def all_values(self) -> dict[str, str | int | None]:
+        """Each valued keyword's first value (strings and integers; None for other values)."""
+        return _card_values(self.cards, None)
+
     def describe(self) -> str:
         """The line naming the HDU: index, EXTNAME, type and dimensions."""
         name = self.extname or ("PRIMARY" if self.index == 0 else "")
@@ -209,12 +213,16 @@ def _parse_value(text: str) -> str | int | None:
     return None
 
 
-def _card_values(cards: tuple[bytes, ...], keywords: set[str]) -> dict[str, str | int | None]:
-    """The first value of each of `keywords` found in `cards`."""
+def _card_values(
+    cards: tuple[bytes, ...], keywords: set[str] | None
+) -> dict[str, str | int | None]:
+    """The first value of each of `keywords` (None: of every keyword) found in `cards`."""
     out: dict[str, str | int | None] = {}
     for card in cards:
+        if card[8:10] != b"= ":
+            continue
         key = card[:8].decode("ascii", "replace").rstrip()
-        if key in keywords and key not in out and card[8:10] == b"= ":
+        if (keywords is None or key in keywords) and key not in out:
             out[key] = _parse_value(card[10:].decode("ascii", "replace"))
     return out
 

@@ -13,16 +13,7 @@ from mastfs.fitsheaders import (
     HeaderWalk,
     render,
 )
-
-
-def card(text: str) -> bytes:
-    return text.ljust(80).encode("latin-1")
-
-
-def header(*cards: str, end: bool = True) -> bytes:
-    raw = b"".join(card(c) for c in cards) + (card("END") if end else b"")
-    return raw + b" " * (-len(raw) % FITS_BLOCK)
-
+from tests.support.fitsbytes import header
 
 PRIMARY = header("SIMPLE  =                    T", "BITPIX  =                    8",
                  "NAXIS   =                    0", "EXTEND  =                    T")  # fmt: skip

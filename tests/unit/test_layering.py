@@ -30,6 +30,7 @@ PURE = {
     "mastfs.ownership": set(),
     "mastfs.safetext": set(),
     "mastfs.fitsheaders": set(),
+    "mastfs.references": {"mastfs.fitsheaders"},
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": set(),
