@@ -6,8 +6,9 @@ cache and the version rules of any product read apply, and every read of one bui
 version of the product, so a text is never half of an old version and half of a new one (a
 version change in the middle of a build starts it again, once). The reads go through the
 header cache, whose blocks are small (`HEADER_BLOCK_SIZE`): a header costs one such block,
-not a 1 MiB product block. Texts are kept in memory by (product, version), within
-`TEXT_MEMORY` bytes; their blocks stay in the disk cache.
+not a 1 MiB product block; a product of at most `WHOLE_MAX` bytes is read whole, in one
+request, where its headers would cost a round trip each. Texts are kept in memory by
+(product, version), within `TEXT_MEMORY` bytes; their blocks stay in the disk cache.
 
 Listing a folder of `headers/` queues the products beneath it (`prefetch`), and up to
 `PARALLEL` builds run at once in the background, so a `grep -r` finds most texts built when it
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 # Builds at once in the background. A build waits one round trip per header block; 64 at once
 # keep a link of 80 ms round trips busy (docs/performance.md, "Headers").
 PARALLEL = 64
+# A product this small is read whole, in one request: at 80 ms a round trip and 25 MB/s a
+# connection, 2 MiB cost what one more round trip does, and such products hold several HDUs
+# whose headers would each cost one (a JWST `_cal.fits` of 1.75 MB: 14).
+WHOLE_MAX = 2 << 20
 # Rendered texts kept in memory (their blocks are in the disk cache anyway).
 TEXT_MEMORY = 32 << 20
 # Queued products, at most (a listing of a folder queues those beneath it).
@@ -112,11 +117,15 @@ class HeaderTexts:
         raise AssertionError("unreachable")
 
     async def _walk(self, opened: OpenFile) -> bytes:
-        walk = HeaderWalk(opened.product.size)
+        size = opened.product.size
+        walk = HeaderWalk(size)
         block = opened.cache.block_size
         while (at := walk.want()) is not None:
-            # The rest of the cache block holding `at`: it is fetched whole anyway.
-            length = max(FITS_BLOCK, block - at % block)
+            if size <= WHOLE_MAX:
+                length = size - at
+            else:
+                # The rest of the cache block holding `at`: it is fetched whole anyway.
+                length = max(FITS_BLOCK, block - at % block)
             walk.feed(at, await self.core.read_product(opened, at, length))
         return render(walk.hdus)
 

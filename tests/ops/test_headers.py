@@ -8,6 +8,9 @@ import trio
 from pyfuse3 import FileHandleT, InodeT
 
 from mastfs.fs import MastOperations
+from mastfs.headers import WHOLE_MAX
+from mastfs.selection import Selection
+from mastfs.tree import HEADERS
 from tests.ops.conftest import MakeOps
 from tests.support.headers import astropy_text
 from tests.support.operations import ctx, fuse_errno, listdir, lookup_path
@@ -79,3 +82,19 @@ async def test_listing_a_folder_builds_the_texts_beneath(make_ops: MakeOps, sim:
             await ops.release(info.fh)
         uris = {ops.state.snapshot.tree.lookup(folder, n).product.dataURI for n in names}  # type: ignore[union-attr]
         assert sum(sim.gets(uri) + sim.heads(uri) for uri in uris) == 0
+
+
+async def test_a_small_product_is_read_whole_in_one_request(make_ops: MakeOps, sim: Sim) -> None:
+    """A 515 KB guide-star product of five HDUs: one GET, not one per header."""
+    async with make_ops(headers=True, selection=Selection.build(guide_stars=True)) as ops:
+        tree = ops.state.snapshot.tree
+        small = next(p for p in tree.products() if p.productFilename.endswith("13712_cal.fits"))
+        assert small.size <= WHOLE_MAX
+        entry = tree.lookup_path(f"{HEADERS}/{tree.paths(small.dataURI)[0]}.txt")
+        assert entry is not None
+        info = await ops.open(InodeT(entry.inode), 0, ctx())
+        text = await read_to_end(ops, info.fh)
+        await ops.release(info.fh)
+        assert text.decode() == astropy_text(sim.file(small.dataURI))
+        assert text.count(b"# HDU ") > 2
+        assert sim.gets(small.dataURI) == 1 and sim.sent(small.dataURI) == small.size
