@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import json
+import os
 import shutil
 import time
 import urllib.parse
@@ -39,7 +41,12 @@ class GrepRun(Result):
     matching_lines: int | None = None
     fetched: int | None = None
     requests: int | None = None
+    header_blocks: int | None = None  # 64 KiB blocks of the header cache fetched
     blocks_per_hdu: float | None = None
+    product_blocks_per_hdu: float | None = None  # fetched bytes in 1 MiB product blocks
+    daemon_cpu_s: float | None = None
+    sim_cpu_s: float | None = None
+    load_before: float | None = None
     speedup: float | None = None
 
 
@@ -95,10 +102,12 @@ def grep(session: Session, r: HeadersResult, pattern: str, options: str) -> Grep
         session.sim.reset()
         session.sim.faults(**LINK)
         command = f"grep {options} {pattern} headers/"
+        load = os.getloadavg()[0]
         try:
-            started = time.perf_counter()
-            done = run(["sh", "-c", f"cd {m.path} && {command} | wc -l"], timeout=900)
-            seconds = time.perf_counter() - started
+            with session.cpu(m.pid) as cpu:
+                started = time.perf_counter()
+                done = run(["sh", "-c", f"cd {m.path} && {command} | wc -l"], timeout=900)
+                seconds = time.perf_counter() - started
         finally:
             session.sim.faults()
         if done.returncode != 0:
@@ -106,15 +115,22 @@ def grep(session: Session, r: HeadersResult, pattern: str, options: str) -> Grep
         got = GrepRun(command, seconds, int(done.stdout.strip()))
         got.fetched = session.sim.file_bytes()
         got.requests = session.sim.file_requests()
+        got.daemon_cpu_s, got.sim_cpu_s = round(cpu.daemon, 1), round(cpu.sim, 1)
+        got.load_before = load
+        counters = json.loads(os.getxattr(m.path, "user.mastfs.cache"))
+        got.header_blocks = int(counters.get("headers.misses", 0))
         if r.hdus is None:
             count = f"find {m.path}/headers -name '*.txt' -exec cat {{}} + | grep -c '^# HDU '"
             hdus = run(["sh", "-c", count], timeout=600)
             r.hdus = int(hdus.stdout.strip() or 0)
     shutil.rmtree(cache, ignore_errors=True)
-    got.blocks_per_hdu = round(got.requests / r.hdus, 3) if r.hdus else None
+    if r.hdus:
+        got.blocks_per_hdu = round(got.header_blocks / r.hdus, 3)
+        got.product_blocks_per_hdu = round(got.fetched / MiB / r.hdus, 3)
     session.say(
         f"headers: {command}: {seconds:.1f} s, {got.requests} GETs, "
-        f"{got.fetched / MiB:.0f} MiB, {got.blocks_per_hdu} blocks per HDU"
+        f"{got.fetched / MiB:.0f} MiB, {got.blocks_per_hdu} header blocks per HDU, "
+        f"CPU daemon {got.daemon_cpu_s} s, simulator {got.sim_cpu_s} s, load {load:.1f}"
     )
     return got
 
