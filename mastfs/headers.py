@@ -7,8 +7,9 @@ version of the product, so a text is never half of an old version and half of a 
 version change in the middle of a build starts it again, once). The reads go through the
 header cache, whose blocks are small (`HEADER_BLOCK_SIZE`): a header costs one such block,
 not a 1 MiB product block; a product of at most `WHOLE_MAX` bytes is read whole, in one
-request, where its headers would cost a round trip each. Texts are kept in memory by
-(product, version), within `TEXT_MEMORY` bytes; their blocks stay in the disk cache.
+request through the product cache, where its headers would cost a round trip each. Texts are
+kept in memory by (product, version), within `TEXT_MEMORY` bytes; their blocks stay in the disk
+cache.
 
 Listing a folder of `headers/` queues the products beneath it (`prefetch`), and up to
 `PARALLEL` builds run at once in the background, so a `grep -r` finds most texts built when it
@@ -35,9 +36,11 @@ log = logging.getLogger(__name__)
 # Builds at once in the background. A build waits one round trip per header block; 64 at once
 # keep a link of 80 ms round trips busy (docs/performance.md, "Headers").
 PARALLEL = 64
-# A product this small is read whole, in one request: at 80 ms a round trip and 25 MB/s a
-# connection, 2 MiB cost what one more round trip does, and such products hold several HDUs
-# whose headers would each cost one (a JWST `_cal.fits` of 1.75 MB: 14).
+# A product this small is read whole, in one request, through the product cache (its 1 MiB
+# blocks then serve reads of the product too): at 80 ms a round trip and 25 MB/s a connection,
+# 2 MiB cost what one more round trip does, and such products hold several HDUs whose headers
+# would each cost one (a JWST `_cal.fits` of 1.75 MB: 14). Through the header cache it would
+# be 28 blocks, each with the cache's per-block cost (docs/performance.md, "Headers").
 WHOLE_MAX = 2 << 20
 # Rendered texts kept in memory (their blocks are in the disk cache anyway).
 TEXT_MEMORY = 32 << 20
@@ -73,7 +76,7 @@ class HeaderTexts:
         `FetchError`, the last for a header that cannot be walked too)."""
         uri = product.dataURI
         while True:
-            opened = await self.core.open_product(product, headers=True)
+            opened = await self._open(product)
             kept = self._texts.get(uri)
             if kept is not None and opened.version is not None:
                 if kept[0] == opened.version.identity:
@@ -93,6 +96,10 @@ class HeaderTexts:
             self._flights.resolve(uri, flight, text)
             return text
 
+    async def _open(self, product: Product) -> OpenFile:
+        # Small products are read whole through the product cache, others header by header.
+        return await self.core.open_product(product, headers=product.size > WHOLE_MAX)
+
     async def _build(self, opened: OpenFile) -> bytes:
         uri = opened.product.dataURI
         timeout = self.core.read_timeout
@@ -106,7 +113,7 @@ class HeaderTexts:
                 if attempt == 2:
                     raise
                 log.info("%s changed while its headers were read: reading them again", uri)
-                opened = await self.core.open_product(opened.product, headers=True)
+                opened = await self._open(opened.product)
                 continue
             except HeaderError as exc:
                 log.warning("headers of %s cannot be read: %s", uri, exc)
