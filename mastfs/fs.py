@@ -232,7 +232,7 @@ class MastOperations(pyfuse3.Operations):
         if fh == ROOT_INODE:
             await self._render_views(snap)
         if start_id == 0 and self.headers is not None:
-            self.headers.prefetch(snap.tree.headers_beneath(fh))
+            self.headers.listed(fh, snap.tree.headers_beneath(fh))
         for index in range(start_id, len(children)):
             child = children[index]
             attr = self._attr(child, snap)
@@ -273,6 +273,7 @@ class MastOperations(pyfuse3.Operations):
         if entry.header:
             if self.headers is None:
                 raise FUSEError(errno.EIO)
+            self.headers.reading(cast(Product, entry.product))
             text = await self.headers.text(cast(Product, entry.product))
             self._handles[fh] = _Handle(entry, text)
             # One version's text, frozen at open; its size is not the attributes' 0.

@@ -11,17 +11,19 @@ request through the product cache, where its headers would cost a round trip eac
 kept in memory by (product, version), within `TEXT_MEMORY` bytes; their blocks stay in the disk
 cache.
 
-Listing a folder of `headers/` queues the products beneath it (`prefetch`), and up to
-`PARALLEL` builds run at once in the background, so a `grep -r` finds most texts built when it
-opens them: walking a header needs one round trip per block, and only many walks at once make
-a program's worth run at the link's speed rather than its latency's.
+A folder of `headers/` that is listed (`listed`) and then read from (`reading`: a header text
+beneath it is opened) queues the products beneath it, and up to `PARALLEL` builds run at once in
+the background, so a `grep -r` finds most texts built when it opens them: walking a header needs
+one round trip per block, and only many walks at once make a program's worth run at the link's
+speed rather than its latency's. A listing alone (`ls -lR`, `find` over the whole mount) fetches
+nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import trio
 
@@ -66,6 +68,8 @@ class HeaderTexts:
         self._flights: Flights[str, bytes] = Flights()
         self._queue: deque[Product] = deque()
         self._queued: set[str] = set()
+        # Folders listed and not read from yet: inode -> (dataURIs beneath, products beneath).
+        self._listed: dict[int, tuple[frozenset[str], Sequence[Product]]] = {}
         self._workers = 0
         # Fetches run in worker threads: as many as the builds, on top of the cache's own.
         limiter = trio.to_thread.current_default_thread_limiter()
@@ -149,6 +153,18 @@ class HeaderTexts:
             self._bytes -= len(dropped)
 
     # -- ahead of the readers -----------------------------------------------------------------
+
+    def listed(self, inode: int, beneath: Sequence[Product]) -> None:
+        """A folder of `headers/` was listed: its products wait for a read among them."""
+        if beneath and inode not in self._listed:
+            self._listed[inode] = (frozenset(p.dataURI for p in beneath), beneath)
+
+    def reading(self, product: Product) -> None:
+        """A header text is opened: the listed folders holding it start their background
+        builds, outermost (most products) first."""
+        hit = [key for key, (uris, _) in self._listed.items() if product.dataURI in uris]
+        for key in sorted(hit, key=lambda k: -len(self._listed[k][1])):
+            self.prefetch(self._listed.pop(key)[1])
 
     def prefetch(self, products: Iterable[Product]) -> None:
         """Queue background builds of `products`' texts, in order (those not queued yet)."""

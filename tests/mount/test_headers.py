@@ -91,15 +91,23 @@ def test_every_tool_reads_the_golden_text(m2734: Mount) -> None:
         assert run([sys.executable, "-c", code], path).strip() == str(len(golden)).encode()
 
 
-def test_listing_a_folder_fetches_its_headers_ahead(tmp_path: Path, sim_url: str, sim: Sim) -> None:
+def test_listing_then_reading_fetches_a_folders_headers_ahead(
+    tmp_path: Path, sim_url: str, sim: Sim
+) -> None:
     with mounted(tmp_path / "mnt", ["--program", "2734"], tmp_path / "cache", server=sim_url) as m:
         rows = [r for r in fits_rows(m) if r["Dataset"] == SEGMENT]
         assert len(rows) == 5
         folder = header_path(m, rows[0]).parent
+        listing = run(["ls", "-lR", str(m.path)], m.path).decode()
+        assert all(golden_name(r["Filename"]) in listing for r in rows)
         assert sorted(reads.listdir(folder)) == sorted(golden_name(r["Filename"]) for r in rows)
-        # Nothing here reads a header: the listing alone has them fetched, in the background.
+        # Listings alone fetch nothing; reading one header has the folder's others fetched, in
+        # the background (nothing here reads them).
+        reads.stat(m.path / "selection.csv")
+        assert sum(sim.gets(r["URI"]) for r in rows) == 0
+        reads.read_bytes(header_path(m, rows[0]))
         done = subprocess.run(
-            [sys.executable, "-c", WAIT_FOR_GETS, sim_url, *(r["URI"] for r in rows)],
+            [sys.executable, "-c", WAIT_FOR_GETS, sim_url, *(r["URI"] for r in rows[1:])],
             timeout=120,
             check=False,
         )

@@ -62,7 +62,7 @@ async def test_an_exclusive_access_header_is_as_closed_as_its_product(make_ops: 
         assert await fuse_errno(ops.open(InodeT(header), 0, ctx())) == errno.EACCES
 
 
-async def test_listing_a_folder_builds_the_texts_beneath(make_ops: MakeOps, sim: Sim) -> None:
+async def test_listing_then_reading_builds_the_texts_beneath(make_ops: MakeOps, sim: Sim) -> None:
     async with make_ops(headers=True) as ops:
         assert ops.headers is not None
         folder = (
@@ -70,6 +70,13 @@ async def test_listing_a_folder_builds_the_texts_beneath(make_ops: MakeOps, sim:
         ).st_ino
         names = await listdir(ops, folder)
         assert len(names) == 5
+        # A listing alone fetches nothing (`ls -lR` or `find` over a whole mount)...
+        for _ in range(100):
+            await trio.sleep(0)
+        assert ops.headers.stats() == {"texts": 0, "text_bytes": 0, "queued": 0, "building": 0}
+        # ...a read after it builds the folder's other texts in the background.
+        first = await ops.lookup(InodeT(folder), names[0].encode(), ctx())
+        await ops.release((await ops.open(first.st_ino, 0, ctx())).fh)
         with trio.fail_after(60):  # a deadline for the background builds, not a timing
             while ops.headers.stats()["texts"] < 5:
                 await trio.sleep(0.01)
