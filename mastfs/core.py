@@ -23,13 +23,22 @@ from typing import Any, Protocol
 
 import trio
 
-from mastfs.cache import Block, BlockCache, Version
+from mastfs.cache import (
+    DEFAULT_METADATA_TTL,
+    HEADER_BLOCK_SIZE,
+    Block,
+    BlockCache,
+    Version,
+)
 from mastfs.fetch import Fetcher, FetchError, NotAuthorized, TransientError
 from mastfs.model import Product
 from mastfs.selection import Selection, format_summary
 from mastfs.state import MountState, Snapshot
 
 log = logging.getLogger(__name__)
+
+# The header cache's memory tier: its blocks are small and read once per build.
+HEADER_MEMORY_LIMIT = 16 << 20
 
 
 class Listener(Protocol):
@@ -49,16 +58,25 @@ class OpenFile:
 
     product: Product
     version: Version | None
+    # The block cache it reads through: the products' (1 MiB blocks), or the headers' (small
+    # blocks, `HEADER_BLOCK_SIZE`).
+    cache: BlockCache
 
 
 class Core:
     """One query's products and their bytes, for any front end."""
 
     def __init__(
-        self, state: MountState, cache: BlockCache, read_timeout: float = math.inf
+        self,
+        state: MountState,
+        cache: BlockCache,
+        read_timeout: float = math.inf,
+        header_cache: BlockCache | None = None,
     ) -> None:
         self.state = state
         self.cache = cache
+        # Reads of FITS headers, which want a few KiB here and there, not whole 1 MiB blocks.
+        self.header_cache = header_cache or cache
         # Every read returns data or fails within this many seconds, stalls included.
         self.read_timeout = read_timeout
         self.listeners: list[Listener] = []
@@ -72,10 +90,10 @@ class Core:
 
     # -- product bytes ---------------------------------------------------------------------------
 
-    async def open_product(self, product: Product) -> OpenFile:
+    async def open_product(self, product: Product, *, headers: bool = False) -> OpenFile:
         """Check that the product may be read, revalidate it when the archive last confirmed it
         more than `--metadata-ttl` ago, and bind the open file to its current version
-        (`NotAuthorized`, `NotFound`).
+        (`NotAuthorized`, `NotFound`). With `headers`, reads go through the header cache.
 
         Exclusive-access products of proposals this login cannot read are refused without
         asking the archive.
@@ -83,12 +101,13 @@ class Core:
         if product.is_exclusive and not self.state.can_read(product):
             self.state.record_error(product.dataURI, "not authorized")
             raise NotAuthorized(f"{product.dataURI}: not authorized", 401)
+        cache = self.header_cache if headers else self.cache
         try:
-            version = await self.cache.open(product.dataURI, product.size)
+            version = await cache.open(product.dataURI, product.size)
         except NotAuthorized:
             self.state.record_error(product.dataURI, "not authorized")
             raise
-        return OpenFile(product, version)
+        return OpenFile(product, version, cache)
 
     async def product_at(self, dataURI: str) -> Product:
         """A product named by its MAST URI alone, outside the query (fsspec's `mast://` URLs):
@@ -113,7 +132,7 @@ class Core:
         length = min(length, product.size - offset)
         try:
             with trio.move_on_after(self.read_timeout) as deadline:
-                data = await self.cache.read(
+                data = await opened.cache.read(
                     product.dataURI, product.size, offset, length, opened.version
                 )
             if deadline.cancelled_caught:
@@ -131,7 +150,7 @@ class Core:
             self.state.record_error(product.dataURI, str(exc) or type(exc).__name__)
             raise
         if opened.version is None:
-            opened.version = self.cache.current_version(product.dataURI)
+            opened.version = opened.cache.current_version(product.dataURI)
         self.state.clear_error(product.dataURI)
         return data
 
@@ -156,7 +175,11 @@ class Core:
         return format_summary(self.state.snapshot.summary, self.state.user)
 
     def stats(self) -> dict[str, int]:
-        return self.cache.stats()
+        """The block cache's counters, and the header cache's prefixed `headers.`."""
+        stats = self.cache.stats()
+        if self.header_cache is not self.cache:
+            stats.update({f"headers.{k}": v for k, v in self.header_cache.stats().items()})
+        return stats
 
     async def cached_bytes(self, product: Product) -> int:
         """Bytes of the product's current version in the disk cache."""
@@ -183,6 +206,7 @@ async def open_core(
     nursery: trio.Nursery | None = None,
     read_timeout: float = math.inf,
     limit_token: bool = True,
+    header_cache: bool = True,
     **cache_options: Any,
 ) -> AsyncIterator[Core]:
     """A `Core` over `state` reading through `fetcher` (the caller's: it carries the server,
@@ -192,7 +216,9 @@ async def open_core(
     `state`: a public product, which anyone sharing the mount may read, is fetched without it.
     Without `limit_token` (a front end that reads products by URI, outside any query, in its
     user's own process), every request to the archive's origin carries it, as astroquery's do.
-    Blocks live in `cache_dir/blocks`, shared by every process using the same directory.
+    Blocks live in `cache_dir/blocks`, shared by every process using the same directory;
+    those read for FITS headers in `cache_dir/headers`, a cache of small blocks (a sixteenth of
+    `cache_size`), unless `header_cache` is false.
     """
     if limit_token:
         fetcher.limit_token_to(p.dataURI for p in state.available if p.is_exclusive)
@@ -215,6 +241,21 @@ async def open_core(
         on_prefetched=prefetched,
         **cache_options,
     ) as cache:
-        core = Core(state, cache, read_timeout)
-        holder.append(core)
-        yield core
+        if not header_cache:
+            core = Core(state, cache, read_timeout)
+            holder.append(core)
+            yield core
+            return
+        async with BlockCache.open_cache(
+            fetcher,
+            cache_dir / "headers",
+            size_limit=max(cache_size // 16, 64 * HEADER_BLOCK_SIZE),
+            nursery=nursery,
+            block_size=HEADER_BLOCK_SIZE,
+            readahead_max=0,
+            memory_limit=HEADER_MEMORY_LIMIT,
+            metadata_ttl=cache_options.get("metadata_ttl", DEFAULT_METADATA_TTL),
+        ) as headers:
+            core = Core(state, cache, read_timeout, header_cache=headers)
+            holder.append(core)
+            yield core

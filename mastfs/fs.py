@@ -24,6 +24,7 @@ from pyfuse3 import FileHandleT, FUSEError, InodeT
 from mastfs import fetch
 from mastfs.cache import Block
 from mastfs.core import Core, OpenFile
+from mastfs.headers import HeaderTexts
 from mastfs.model import Product
 from mastfs.ownership import Ownership
 from mastfs.selection import Selection, SelectionError, format_summary
@@ -117,11 +118,14 @@ class MastOperations(pyfuse3.Operations):
         spawn: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
         ownership: Ownership | None = None,
         status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        headers: HeaderTexts | None = None,
     ) -> None:
         super().__init__()
         self.core = core
         # The daemon's status report (`status.gather`), for `user.mastfs.status`.
         self._status = status
+        # The texts of `headers/` (no texts without one: those files then fail with EIO).
+        self.headers = headers
         self.state = core.state
         self._spawn = spawn
         self._handles: dict[int, _Handle] = {}
@@ -170,7 +174,9 @@ class MastOperations(pyfuse3.Operations):
             product = cast(Product, entry.product)
             mode, attr.st_gid = own.product(product.is_exclusive)
             attr.st_mode = cast(pyfuse3.ModeT, stat.S_IFREG | mode)
-            attr.st_size = product.size
+            # A header text's size is unknown until it is read: 0, read with direct_io like
+            # /proc's files (`open`), so that `ls -l` fetches nothing.
+            attr.st_size = 0 if entry.header else product.size
             attr.st_nlink = max(1, snap.tree.nlink(entry.inode))
             mtime = product.mtime
         attr.st_blocks = (attr.st_size + 511) // 512
@@ -235,6 +241,8 @@ class MastOperations(pyfuse3.Operations):
         children = snap.tree.children(fh)
         if fh == ROOT_INODE:
             await self._render_views(snap)
+        if start_id == 0 and self.headers is not None:
+            self.headers.listed(fh, snap.tree.headers_beneath(fh))
         for index in range(start_id, len(children)):
             child = children[index]
             attr = self._attr(child, snap)
@@ -271,6 +279,14 @@ class MastOperations(pyfuse3.Operations):
             content = self.state.virtual_content(entry.virtual, snap)
             self._handles[fh] = _Handle(entry, content)
             # Virtual files change on re-selection: no page cache, sizes from the frozen bytes.
+            return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=True, keep_cache=False)
+        if entry.header:
+            if self.headers is None:
+                raise FUSEError(errno.EIO)
+            self.headers.reading(cast(Product, entry.product))
+            text = await self.headers.text(cast(Product, entry.product))
+            self._handles[fh] = _Handle(entry, text)
+            # One version's text, frozen at open; its size is not the attributes' 0.
             return pyfuse3.FileInfo(fh=cast(FileHandleT, fh), direct_io=True, keep_cache=False)
         opened = await self.core.open_product(cast(Product, entry.product))
         self._handles[fh] = _Handle(entry, None, opened)

@@ -27,6 +27,7 @@ from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.fetch import Fetcher, RetryPolicy
 from mastfs.fs import MastOperations
+from mastfs.headers import HeaderTexts
 from mastfs.mountpoint import MountError
 from mastfs.ownership import Ownership
 from mastfs.selection import Selection, SelectionError, format_summary
@@ -145,6 +146,8 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 raise MountError(
                     f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}"
                 ) from exc
+        headers = HeaderTexts(core, nursery)
+        ops = MastOperations(core, spawn=spawn, ownership=ownership, headers=headers)
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and

@@ -45,6 +45,11 @@ SELECTION_CSV_INODE = 3
 MANIFEST = "manifest.html"
 SELECTION_CSV = "selection.csv"
 VIRTUAL_FILES = {MANIFEST: MANIFEST_INODE, SELECTION_CSV: SELECTION_CSV_INODE}
+# The mirror of the product tree holding each FITS product's header text (`headers.py`).
+HEADERS = "headers"
+HEADERS_INODE = 4
+HEADER_SUFFIX = ".txt"
+RESERVED = (*VIRTUAL_FILES, HEADERS)
 
 FIRST_HASHED_INODE = 1000
 _INODE_SPAN = 2**63 - FIRST_HASHED_INODE
@@ -61,6 +66,8 @@ class Entry:
     is_dir: bool
     product: Product | None = None
     virtual: str | None = None
+    # The header text of `product` (under `headers/`), not its bytes.
+    header: bool = False
 
 
 def _split_extension(name: str) -> tuple[str, str]:
@@ -175,6 +182,20 @@ def _dir_key(*parts: str) -> str:
     return "dir\0" + json.dumps(parts)
 
 
+def _header_key(dataURI: str) -> str:
+    return "header\0" + dataURI
+
+
+def _header_dir_key(*parts: str) -> str:
+    return "headers\0" + json.dumps(parts)
+
+
+def has_header(p: Product) -> bool:
+    """Whether `headers/` shows the product's header text: FITS files (not compressed ones,
+    which cannot be read by range)."""
+    return p.productFilename.lower().endswith(".fits")
+
+
 class Tree:
     """Lookups by (parent, name) and by inode are dict look-ups; listings are pre-sorted."""
 
@@ -189,6 +210,8 @@ class Tree:
         self._row_paths: dict[tuple[str, str, str], str] = {}
         self._products: dict[str, Product] = {}
         self._file_inodes: dict[str, int] = {}
+        self._header_links: dict[int, int] = {}
+        self._beneath: dict[int, tuple[Product, ...]] = {}
 
     def lookup(self, parent: int, name: str) -> Entry | None:
         folder = self._children.get(parent)
@@ -242,6 +265,11 @@ class Tree:
     def file_count(self) -> int:
         return len(self._products)
 
+    def headers_beneath(self, inode: int) -> Sequence[Product]:
+        """Distinct products whose header texts lie under directory `inode` of `headers/`, in
+        the order a recursive listing meets them; empty elsewhere."""
+        return self._beneath.get(inode, ())
+
     def _add(self, parent: int, entry: Entry) -> None:
         self._children.setdefault(parent, {})[entry.name] = entry
         self._entries.setdefault(entry.inode, entry)
@@ -257,10 +285,25 @@ class Tree:
             self._nlink[self._file_inodes[uri]] = len(paths)
         for inode in VIRTUAL_FILES.values():
             self._nlink[inode] = 1
+        self._nlink.update(self._header_links)
+        if HEADERS_INODE in self._children:
+            self._collect(HEADERS_INODE)
+
+    def _collect(self, inode: int) -> tuple[Product, ...]:
+        """`_beneath` of a `headers/` directory and of those below it, depth first."""
+        found: dict[str, Product] = {}
+        for entry in self._sorted[inode]:
+            below = self._collect(entry.inode) if entry.is_dir else (entry.product,)
+            for p in below:
+                if p is not None:
+                    found.setdefault(p.dataURI, p)
+        self._beneath[inode] = tuple(found.values())
+        return self._beneath[inode]
 
 
-def build_tree(selected: Sequence[Product], layout: str) -> Tree:
-    """The tree of `selected` rows in `layout` ("nested" or "flat")."""
+def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -> Tree:
+    """The tree of `selected` rows in `layout` ("nested" or "flat"), with the `headers/`
+    mirror of its FITS products unless `headers` is false."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     tree = Tree(layout)
@@ -284,6 +327,10 @@ def build_tree(selected: Sequence[Product], layout: str) -> Tree:
             missions.setdefault(coll, []).append(obs)
         keys += [_dir_key(coll) for coll in missions]
         keys += [_dir_key(coll, obs) for coll, obs in members]
+    described = [u for u in products if has_header(products[u])] if headers else []
+    keys += [_header_key(uri) for uri in described]
+    if layout == NESTED:
+        keys += [_header_dir_key(c, o) for c, o in members] + [_header_dir_key(c) for c in missions]
     inodes = _assign_inodes(keys)
     tree._file_inodes = {uri: inodes[_file_key(uri)] for uri in products}
 
@@ -295,8 +342,9 @@ def build_tree(selected: Sequence[Product], layout: str) -> Tree:
 
     # folder -> (its inode, its path prefix inside the mount)
     folders: dict[tuple[str, str], tuple[int, str]] = {("", ""): (ROOT_INODE, "")}
+    folder_names: dict[tuple[str, str], tuple[str, str]] = {}
     if layout == NESTED:
-        mission_names = _assign_names(((c, c) for c in missions), reserved=VIRTUAL_FILES)
+        mission_names = _assign_names(((c, c) for c in missions), reserved=RESERVED)
         for coll, datasets in missions.items():
             m_inode, m_name = inodes[_dir_key(coll)], mission_names[coll]
             tree._add(ROOT_INODE, Entry(m_inode, m_name, True))
@@ -305,10 +353,11 @@ def build_tree(selected: Sequence[Product], layout: str) -> Tree:
                 d_inode, d_name = inodes[_dir_key(coll, obs)], dataset_names[obs]
                 tree._add(m_inode, Entry(d_inode, d_name, True))
                 folders[(coll, obs)] = (d_inode, f"{m_name}/{d_name}/")
+                folder_names[(coll, obs)] = (m_name, d_name)
 
     file_names: dict[tuple[str, str], dict[str, str]] = {}
     for folder, uris in members.items():
-        reserved = VIRTUAL_FILES if folders[folder][0] == ROOT_INODE else ()
+        reserved = RESERVED if folders[folder][0] == ROOT_INODE else ()
         file_names[folder] = _assign_names(
             ((u, products[u].productFilename) for u in uris), reserved
         )
@@ -320,5 +369,42 @@ def build_tree(selected: Sequence[Product], layout: str) -> Tree:
         tree._add(f_inode, Entry(tree._file_inodes[uri], name, False, product=products[uri]))
         tree._paths.setdefault(uri, []).append(prefix + name)
         tree._row_paths[(uri, coll, obs)] = prefix + name
+    if headers:
+        _add_headers(tree, links, inodes, file_names, folder_names)
     tree._finish()
     return tree
+
+
+def _add_headers(
+    tree: Tree,
+    links: Iterable[tuple[str, str, str]],
+    inodes: dict[str, int],
+    file_names: dict[tuple[str, str], dict[str, str]],
+    folder_names: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    """`headers/`: the folders of the FITS products, each product's name plus `.txt`."""
+    tree._add(ROOT_INODE, Entry(HEADERS_INODE, HEADERS, True))
+    made: set[int] = set()
+
+    def folder(coll: str, obs: str) -> int:
+        if tree.layout == FLAT:
+            return HEADERS_INODE
+        m_name, d_name = folder_names[(coll, obs)]
+        m_inode, d_inode = inodes[_header_dir_key(coll)], inodes[_header_dir_key(coll, obs)]
+        if m_inode not in made:
+            made.add(m_inode)
+            tree._add(HEADERS_INODE, Entry(m_inode, m_name, True))
+        if d_inode not in made:
+            made.add(d_inode)
+            tree._add(m_inode, Entry(d_inode, d_name, True))
+        return d_inode
+
+    for uri, coll, obs in links:
+        p = tree._products[uri]
+        if not has_header(p):
+            continue
+        inode = inodes[_header_key(uri)]
+        # Appending a suffix to distinct names keeps them distinct, within NAME_MAX.
+        name = _fit(file_names[(coll, obs)][uri], HEADER_SUFFIX)
+        tree._add(folder(coll, obs), Entry(inode, name, False, product=p, header=True))
+        tree._header_links[inode] = tree._header_links.get(inode, 0) + 1

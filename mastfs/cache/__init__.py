@@ -32,6 +32,7 @@ from mastfs.cache.blocks import (
     DEFAULT_PARALLEL,
     DEFAULT_READAHEAD_MAX,
     DEFAULT_REQUEST_MAX,
+    HEADER_BLOCK_SIZE,
     Block,
 )
 from mastfs.cache.tuning import tune_process
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_PARALLEL",
     "DEFAULT_READAHEAD_MAX",
     "DEFAULT_REQUEST_MAX",
+    "HEADER_BLOCK_SIZE",
     "Block",
     "BlockCache",
     "Version",

@@ -17,6 +17,9 @@ MiB = 1 << 20
 Block = bytes | memoryview
 
 DEFAULT_BLOCK_SIZE = 1 * MiB
+# Blocks of the header cache (`headers.py`): most FITS headers are one to three 2880-byte
+# blocks, and the first block of a file usually holds two of them (docs/performance.md).
+HEADER_BLOCK_SIZE = 64 * KiB
 # The memory tier mostly holds readahead until the kernel has read it; half of it may be in
 # flight, half of it waiting for the disk (`budget.MemoryBudget`).
 DEFAULT_MEMORY_LIMIT = 96 * MiB

@@ -57,19 +57,20 @@ class Simulator:
             stats: dict[str, Any] = json.load(resp)
         return stats
 
-    def faults(self, **knobs: Any) -> None:
-        """Change fault knobs (`POST /__sim/faults`; the others keep their values)."""
-        req = urllib.request.Request(
-            f"{self.url}/__sim/faults",
-            data=json.dumps(knobs).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
+    def reset(self) -> None:
+        req = urllib.request.Request(f"{self.url}/__sim/stats/reset", data=b"", method="POST")
         with self._opener.open(req, timeout=30):
             pass
 
-    def reset(self) -> None:
-        req = urllib.request.Request(f"{self.url}/__sim/stats/reset", data=b"", method="POST")
+    def faults(self, **knobs: Any) -> None:
+        """Change fault knobs (`latency_ms`, `bandwidth`...: mastfs/sim/faults.py; the others keep
+        their values); no knobs clears them all."""
+        path = "/__sim/faults" if knobs else "/__sim/faults/clear"
+        body = json.dumps(knobs).encode() if knobs else b""
+        req = urllib.request.Request(
+            f"{self.url}{path}", data=body, method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
         with self._opener.open(req, timeout=30):
             pass
 

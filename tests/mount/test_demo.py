@@ -82,7 +82,7 @@ def test_demo_shows_program_2734(demo: Demo) -> None:
         ["ls", "-lR", str(demo.path)], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     rows = rows_2734()
-    assert sorted(reads.listdir(demo.path)) == ["JWST", "manifest.html", "selection.csv"]
+    assert sorted(reads.listdir(demo.path)) == ["JWST", "headers", "manifest.html", "selection.csv"]
     assert set(reads.listdir(demo.path / "JWST")) == {r["obs_id"] for r in rows}
     for row in rows:
         assert row["productFilename"] in listing

@@ -67,7 +67,11 @@ def tree_files(root: Path) -> set[str]:
     }
     assert found == walked
     assert VIRTUAL <= found
-    return found - VIRTUAL
+    products = {p for p in found - VIRTUAL if not p.startswith("headers/")}
+    # headers/ follows the selection: a text for each FITS product, and nothing else.
+    fits = {p for p in products if p.endswith(".fits")}
+    assert {p for p in found if p.startswith("headers/")} == {f"headers/{p}.txt" for p in fits}
+    return products
 
 
 def settled_gets(sim: SimControl, uri: str) -> int:

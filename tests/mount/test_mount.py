@@ -72,7 +72,7 @@ def test_ls_lR_shows_the_tree(m2734: Mount) -> None:
     ).stdout
     assert "manifest.html" in out and "selection.csv" in out
     top = sorted(reads.listdir(m2734.path))
-    assert top == ["JWST", "manifest.html", "selection.csv"]
+    assert top == ["JWST", "headers", "manifest.html", "selection.csv"]
     expected_datasets = {r["obs_id"] for r in catalog_rows("2734") if not is_guide_star(r)}
     assert set(reads.listdir(m2734.path / "JWST")) == expected_datasets
 
@@ -299,9 +299,9 @@ def test_flat_layout(tmp_path: Path, sim_url: str) -> None:
     ) as m:
         names = set(reads.listdir(m.path))
         uris = {r["dataURI"] for r in catalog_rows("2734") if not is_guide_star(r)}
-        assert {"manifest.html", "selection.csv"} <= names
-        assert len(names) == len(uris) + 2
-        assert not any(reads.is_dir(m.path / n) for n in names)
+        assert {"manifest.html", "selection.csv", "headers"} <= names
+        assert len(names) == len(uris) + 3
+        assert [n for n in names if reads.is_dir(m.path / n)] == ["headers"]
 
 
 def test_shutil_copy_of_manifest(m2734: Mount, tmp_path: Path, python_child: PythonChild) -> None:

@@ -20,6 +20,7 @@ import trio
 from mastfs.archive import Archive, Query
 from mastfs.core import Core
 from mastfs.fs import MastOperations
+from mastfs.headers import HeaderTexts
 from mastfs.model import Product, User
 from mastfs.selection import Selection
 from mastfs.state import MountState
@@ -38,6 +39,7 @@ class MakeOps(Protocol):
         readable: set[str] | None = None,
         selection: Selection | None = None,
         layout: str = "nested",
+        headers: bool = False,
         **cache_options: Any,
     ) -> AbstractAsyncContextManager[MastOperations]: ...
 
@@ -82,7 +84,8 @@ def make_ops(
 ) -> MakeOps:
     """`async with make_ops("6543", token=..., readable={...}) as ops:` operations over a fresh
     cache directory. `readable` is the set of proposals the mount believes it may read (a mount
-    learns it by probing); cache options (`readahead_max=0`, ...) go to the block cache."""
+    learns it by probing); `headers` serves `headers/` (and starts background builds when a
+    folder of it is listed); cache options (`readahead_max=0`, ...) go to the block cache."""
     count = 0
 
     @asynccontextmanager
@@ -93,6 +96,7 @@ def make_ops(
         readable: set[str] | None = None,
         selection: Selection | None = None,
         layout: str = "nested",
+        headers: bool = False,
         **cache_options: Any,
     ) -> AsyncIterator[MastOperations]:
         nonlocal count
@@ -101,7 +105,15 @@ def make_ops(
         state = MountState(products, selection or Selection(), layout, user, readable)
         directory = tmp_path / f"cache-{count}"
         async with cache_on(directory, sim_url, token, **cache_options) as cache:
-            yield MastOperations(Core(state, cache), spawn=spawned.append)
+            if not headers:
+                yield MastOperations(Core(state, cache), spawn=spawned.append)
+                return
+            # The texts of headers/, with their background builds in a nursery of the test's.
+            async with trio.open_nursery() as nursery:
+                core = Core(state, cache)
+                texts = HeaderTexts(core, nursery)
+                yield MastOperations(core, spawn=spawned.append, headers=texts)
+                nursery.cancel_scope.cancel()
 
     return make
 

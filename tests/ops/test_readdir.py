@@ -15,8 +15,8 @@ SEG1 = "jw02734001001_02101_00001-seg001_nis"
 
 async def test_the_root_lists_the_collection_and_the_views(ops: MastOperations) -> None:
     entries = await readdir(ops, ROOT_INODE)
-    assert [name for name, _, _ in entries] == ["JWST", "manifest.html", "selection.csv"]
-    assert [offset for _, _, offset in entries] == [1, 2, 3]
+    assert [name for name, _, _ in entries] == ["JWST", "headers", "manifest.html", "selection.csv"]
+    assert [offset for _, _, offset in entries] == [1, 2, 3, 4]
     # Each entry's attributes are those a lookup of its name gives.
     for name, attr, _ in entries:
         looked_up = await ops.lookup(InodeT(ROOT_INODE), name.encode(), ctx())

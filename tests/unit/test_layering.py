@@ -30,6 +30,8 @@ PURE = {
     "mastfs.ownership": set(),
     "mastfs.safetext": set(),
     "mastfs.progress": {"mastfs.selection"},
+    "mastfs.fitsheaders": set(),
+    "mastfs.references": {"mastfs.fitsheaders"},
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": {"mastfs.link"},
@@ -48,6 +50,7 @@ FUSE_FREE = {
     # whose mount command imports the FUSE side when it runs: its readers run with pyfuse3
     # unimportable instead (tests/core/test_fsspec.py, tests/clients/test_fsspec_astropy.py).
     "mastfs.loop",
+    "mastfs.headers",
 }
 # The FUSE front end and the wiring of a mount; the core below them does not know FUSE exists.
 FUSE_MODULES = {"pyfuse3", "mastfs.fs", "mastfs.mount"}

@@ -15,6 +15,8 @@ from mastfs.model import Product
 from mastfs.selection import Selection, select
 from mastfs.tree import (
     FIRST_HASHED_INODE,
+    HEADERS,
+    HEADERS_INODE,
     MANIFEST,
     MANIFEST_INODE,
     NAME_MAX,
@@ -74,7 +76,9 @@ def assert_consistent(tree: Tree) -> None:
 
 def test_nested_shape() -> None:
     tree = build_tree(products(), "nested")
-    assert [c.name for c in tree.children(ROOT_INODE)] == ["HST", "JWST", MANIFEST, SELECTION_CSV]
+    assert [c.name for c in tree.children(ROOT_INODE)] == [
+        "HST", "JWST", HEADERS, MANIFEST, SELECTION_CSV
+    ]  # fmt: skip
     jwst = tree.lookup(ROOT_INODE, "JWST")
     assert jwst is not None and jwst.is_dir
     assert [c.name for c in tree.children(jwst.inode)] == sorted([EXP, EXP2, GS, L3])
@@ -84,7 +88,7 @@ def test_nested_shape() -> None:
         {p.productFilename for p in products() if p.obs_id == EXP}
     )
     assert tree.parent(exp.inode) == jwst.inode and tree.parent(jwst.inode) == ROOT_INODE
-    assert tree.nlink(ROOT_INODE) == 4
+    assert tree.nlink(ROOT_INODE) == 5
     assert tree.file_count() == len({p.dataURI for p in products()})
     assert tree.layout == "nested"
     assert_consistent(tree)
@@ -101,8 +105,8 @@ def test_virtual_files() -> None:
         root = tree.entry(ROOT_INODE)
         assert root is not None and root.is_dir
     empty = build_tree([], "nested")
-    assert [c.name for c in empty.children(ROOT_INODE)] == [MANIFEST, SELECTION_CSV]
-    assert empty.file_count() == 0 and empty.nlink(ROOT_INODE) == 2
+    assert [c.name for c in empty.children(ROOT_INODE)] == [HEADERS, MANIFEST, SELECTION_CSV]
+    assert empty.file_count() == 0 and empty.nlink(ROOT_INODE) == 3
 
 
 def test_shared_product_is_one_inode_linked_from_each_dataset() -> None:
@@ -133,11 +137,13 @@ def test_flat_layout() -> None:
     tree = build_tree(products(), "flat")
     names = [c.name for c in tree.children(ROOT_INODE)]
     distinct = {p.productFilename for p in products()}
-    assert names == sorted(distinct | {MANIFEST, SELECTION_CSV})
-    assert not any(c.is_dir for c in tree.children(ROOT_INODE))
+    assert names == sorted(distinct | {HEADERS, MANIFEST, SELECTION_CSV})
+    assert [c.name for c in tree.children(ROOT_INODE) if c.is_dir] == [HEADERS]
+    fits = {p.productFilename for p in products() if p.productFilename.endswith(".fits")}
+    assert [c.name for c in tree.children(HEADERS_INODE)] == sorted(f + ".txt" for f in fits)
     assert tree.paths(ROWS["J10"].dataURI) == (POOL,)
     assert tree.row_path(ROWS["J10c"]) == POOL
-    assert tree.nlink(ROOT_INODE) == 2
+    assert tree.nlink(ROOT_INODE) == 3
     assert_consistent(tree)
 
 
@@ -160,7 +166,8 @@ def test_inodes_are_stable_across_selections_and_layouts() -> None:
         assert recommended.lookup_path(path).inode == everything.lookup_path(path).inode  # type: ignore[union-attr]
     inodes = list(everything.inodes())
     assert len(inodes) == len(set(inodes))
-    hashed = [i for i in inodes if i not in (ROOT_INODE, MANIFEST_INODE, SELECTION_CSV_INODE)]
+    fixed = (ROOT_INODE, MANIFEST_INODE, SELECTION_CSV_INODE, HEADERS_INODE)
+    hashed = [i for i in inodes if i not in fixed]
     assert all(FIRST_HASHED_INODE <= i < 2**63 for i in hashed)
 
 
@@ -299,7 +306,9 @@ def test_large_program() -> None:
     assert tree.file_count() == 20_001
     assert tree.nlink(tree.inode_of(ROWS["J10"].dataURI)) == 200  # type: ignore[arg-type]
     assert len(tree.children(tree.lookup_path("JWST").inode)) == 2500  # type: ignore[union-attr]
-    assert len(set(tree.inodes())) == 20_001 + 2500 + 1 + 3
+    # Files, dataset folders and JWST, again under headers/ (but the pool, not FITS), the root
+    # and three fixed entries.
+    assert len(set(tree.inodes())) == (20_001 + 2500 + 1) + (20_000 + 2500 + 1) + 1 + 3
 
 
 _hostile_text = st.lists(
@@ -331,3 +340,24 @@ def test_any_input_gives_a_consistent_tree(rows: list[tuple[str, str, int]], lay
     assert tree.file_count() == len({p.dataURI for p in prods})
     for path, _ in walk(tree):
         assert not any(part in ("", ".", "..") for part in path.split("/"))
+
+
+def test_headers_mirror_the_fits_products() -> None:
+    tree = build_tree(products(), "nested")
+    fits = [p for p in tree.products() if p.productFilename.endswith(".fits")]
+    assert fits and len(fits) < tree.file_count()
+    for p in fits:
+        header_paths = [f"{HEADERS}/{path}.txt" for path in tree.paths(p.dataURI)]
+        entries = [tree.lookup_path(path) for path in header_paths]
+        assert all(e is not None and e.header and e.product == p for e in entries)
+        inodes = {e.inode for e in entries if e is not None}
+        assert len(inodes) == 1 and inodes != {tree.inode_of(p.dataURI)}
+        assert tree.nlink(inodes.pop()) == len(header_paths)
+    # Listing order, each product once, beneath each folder of headers/.
+    beneath = tree.headers_beneath(HEADERS_INODE)
+    assert sorted(p.dataURI for p in beneath) == sorted(p.dataURI for p in fits)
+    jwst = tree.lookup_path(f"{HEADERS}/JWST")
+    assert jwst is not None
+    assert set(tree.headers_beneath(jwst.inode)) < set(beneath)
+    assert tree.headers_beneath(ROOT_INODE) == ()
+    assert build_tree(products(), "nested", headers=False).lookup(ROOT_INODE, HEADERS) is None
