@@ -23,12 +23,14 @@ from mastfs import archive as archive_mod
 from mastfs import runtime, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
-from mastfs.fetch import Fetcher, RetryPolicy
+from mastfs.datacache import DataCacheSpec
+from mastfs.fetch import RetryPolicy
 from mastfs.fs import MastOperations
 from mastfs.ownership import Ownership
 from mastfs.private import PrivacyError
 from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.session import Progress, SessionError, open_session
+from mastfs.sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ class MountOptions:
     # Set by `mastfs demo`: starts a server inside the daemon and returns its URL, which
     # replaces `server`.
     start_server: Callable[[AsyncExitStack], str] | None = None
+    # Where public products' bytes come from besides the archive (`sources.Sources`).
+    data_cache: DataCacheSpec | None = None
+    cloud_url: str | None = None
 
 
 # -- checks that need no network ---------------------------------------------------------------
@@ -108,7 +113,14 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
         timeout = opts.limits.timeout
-        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=timeout), timeout=timeout)
+        fetcher = Sources(
+            opts.server,
+            opts.token,
+            RetryPolicy(deadline=timeout),
+            timeout=timeout,
+            data_cache=opts.data_cache,
+            cloud_url=opts.cloud_url,
+        )
         stack.callback(fetcher.close)
         try:
             session = await open_session(
