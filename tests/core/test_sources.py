@@ -30,7 +30,9 @@ def forwarding(archive: str, change: Callable[[Canned], Canned] = lambda a: a) -
     def handler(request: Request) -> Canned:
         headers = {"Range": request.headers["range"]} if "range" in request.headers else {}
         answer = httpx.request(request.method, archive + request.target, headers=headers)
-        keep = ("content-range", "etag", "last-modified", "content-type")
+        keep = {"content-range", "etag", "last-modified", "content-type"}
+        if request.method == "HEAD":
+            keep.add("content-length")  # the body's is added to the others
         out = {k: v for k, v in answer.headers.items() if k in keep}
         return change(Canned(answer.status_code, out, answer.content))
 
@@ -116,3 +118,44 @@ async def test_without_direct_a_dead_tier_fails_the_read(
         with pytest.raises(TransientError):
             await s.get_range(PUBLIC, 0, 100)
     assert sim.gets(PUBLIC) == 0
+
+
+# -- the cloud copy (the simulator's bucket and path_lookup) -------------------------------------
+
+IN_CLOUD = "mast:JWST/product/jw02734002001_03101_00001-seg005_nis_x1dints.fits"
+NOT_IN_CLOUD = "mast:JWST/product/jw02734001001_02101_00001-seg004_nis_rate_thumb.png"
+
+
+def cloud_sources(made: list[Sources], archive: str, bucket: str) -> Sources:
+    s = Sources(archive, AUTHORIZED_TOKEN, QUICK, cloud_url=bucket)
+    s.limit_token_to([EXCLUSIVE])
+    made.append(s)
+    return s
+
+
+async def test_cloud_source_reads_public_products_from_the_bucket_anonymously(
+    sim: Any, sim_url: str, made: list[Sources]
+) -> None:
+    with canned(forwarding(sim_url)) as bucket:
+        s = cloud_sources(made, sim_url, f"{bucket.url}/stpubdata")
+        info = await s.head(IN_CLOUD)
+        data, _ = await s.get_range(IN_CLOUD, 1000, 3000, expected=info)
+        missing, _ = await s.get_range(NOT_IN_CLOUD, 0, 100)
+        exclusive, _ = await s.get_range(EXCLUSIVE, 0, 100)
+        asked = [r.path for r in bucket.seen]
+        assert not any("authorization" in r.headers or "cookie" in r.headers for r in bucket.seen)
+    assert data == sim.expected(IN_CLOUD, 1000, 2000)
+    assert missing == sim.expected(NOT_IN_CLOUD, 0, 100)
+    assert exclusive == sim.expected(EXCLUSIVE, 0, 100)
+    # The key astroquery would use; the bucket asked for nothing else but the missing one.
+    assert asked == [
+        "/stpubdata/jwst/public/jw02734/jw02734002001/" + IN_CLOUD.rpartition("/")[2],
+        "/stpubdata/jwst/public/jw02734/jw02734002001/" + IN_CLOUD.rpartition("/")[2],
+        "/stpubdata/jwst/public/jw02734/jw02734001001/" + NOT_IN_CLOUD.rpartition("/")[2],
+    ]
+    # The archive sent nothing of the product the bucket has, and was asked its path once.
+    assert sim.file_stats(IN_CLOUD)["requests"] == 0
+    assert sim.gets(NOT_IN_CLOUD) == 1 and sim.gets(EXCLUSIVE) == 1
+    assert s.counters["cloud_bytes"] == 2000 and s.counters["cloud_missing"] == 1
+    stats = httpx.get(f"{sim_url}/__sim/stats").json()
+    assert stats["endpoints"]["path_lookup"] == 2  # not for the exclusive-access product

@@ -155,3 +155,23 @@ def test_content_change_at_the_archive_never_mixes_versions(
                 )
         finally:
             sim.change(f.uri, generation=0)
+
+
+def test_cloud_source_with_the_archive_for_what_the_bucket_lacks(
+    sim: Any, sim_url: str, tmp_path: Path
+) -> None:
+    in_cloud = _products(sim, 1)[0]
+    thumb = sim.file("mast:JWST/product/jw02734001001_02101_00001-seg004_nis_rate_thumb.png")
+    args = ["--program", "2734", "--layout", "flat", "--source", "cloud"]
+    with mounted(
+        tmp_path / "node",
+        [*args, "--cloud-url", f"{sim_url}/stpubdata"],
+        tmp_path / "cache",
+        server=sim_url,
+    ) as node:
+        for f in (in_cloud, thumb):
+            assert reads.sha256(node.path / f.filename) == _digest(sim.expected(f.uri, 0, f.size))
+    assert sim.file_stats(in_cloud.uri)["bytes"] == 0
+    assert sim.file_stats(thumb.uri)["bytes"] == thumb.size
+    key = "jwst/public/jw02734/jw02734001001/" + in_cloud.filename
+    assert sim.file_stats(f"s3://stpubdata/{key}")["bytes"] == in_cloud.size
