@@ -10,7 +10,8 @@ LAUNCHER = ROOT / "scripts" / "bench"
 NOOP = ROOT / "scripts" / "noop_fuse.py"
 DOC = ROOT / "docs" / "performance.md"
 PY = sys.executable
-SECTION_NAMES = ("seq", "header", "random", "parallel", "memory", "meta")  # in the order they run
+# In the order they run.
+SECTION_NAMES = ("seq", "header", "random", "parallel", "memory", "meta", "scaleout")
 
 MiB = 1 << 20
 GiB = 1 << 30

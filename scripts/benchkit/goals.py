@@ -17,6 +17,7 @@ from .compare import (
     Group,
     Latency,
     MibRate,
+    OriginShare,
     Overfetch,
     PeakRss,
     Results,
@@ -40,6 +41,8 @@ RANDOM_AFTER_REMOUNT = Goal("≥", 200, " MiB/s", " (peers.md)")  # one reader, 
 LISTING = Goal("<", 0.5, " s")  # ls -lR of 10k products
 MEMORY_STREAMING = Goal("<", 300, " MB", ", flat")  # daemon's peak RSS over 4.3 GiB
 MEMORY_TREE = Goal("<", 300, " MB")  # daemon's peak RSS with the 10k-product tree
+# Archive bytes with 3 nodes behind one tier, of 3 nodes reading directly: each byte ~once.
+TIER_ORIGIN_SHARE = Goal("≤", 0.35, "×", " (each byte once)")
 
 # -- the rows --------------------------------------------------------------------------------------
 
@@ -299,7 +302,33 @@ META_MEMORY = Group(
     ),
 )
 
-TABLE: tuple[Group, ...] = (SEQ, HEADER, RANDOM, PARALLEL, META, MEMORY, META_MEMORY)
+SCALEOUT = Group(
+    "scaleout",
+    missing="8. scale-out (nginx tier, cloud source)",
+    rows=(
+        OriginShare(
+            label="8. 3 nodes × 5 products: bytes the archive sent, through one nginx tier",
+            mine=("scaleout", "tier_origin_mib"),
+            ref_name="3 nodes direct",
+            ref=("scaleout", "direct_origin_mib"),
+            goal=TIER_ORIGIN_SHARE,
+        ),
+        Throughput(
+            label="8. 3 nodes × 5 products, aggregate, through the tier (archive: 20 ms, 25 MB/s)",
+            mine=("scaleout", "tier_gbps"),
+            ref_name="3 nodes direct",
+            ref=("scaleout", "direct_gbps"),
+        ),
+        Throughput(
+            label="8. one node, 5 products, --source cloud (bucket: same knobs)",
+            mine=("scaleout", "cloud_gbps"),
+            ref_name="--source mast",
+            ref=("scaleout", "mast_gbps"),
+        ),
+    ),
+)
+
+TABLE: tuple[Group, ...] = (SEQ, HEADER, RANDOM, PARALLEL, META, MEMORY, META_MEMORY, SCALEOUT)
 
 
 def build_rows(results: Results) -> list[Row]:

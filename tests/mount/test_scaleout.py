@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from scripts.benchkit.tier import Tier, nginx_unavailable, running_tier
 from tests.support import reads
 from tests.support.mounting import Mount, mounted
-from tests.support.tier import Tier, nginx_unavailable, running_tier
 
 pytestmark = [
     pytest.mark.mount,

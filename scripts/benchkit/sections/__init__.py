@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from ..common import SECTION_NAMES
 from ..results import Result
 from ..session import Session
-from . import header, memory, meta, parallel, random_reads, seq
+from . import header, memory, meta, parallel, random_reads, scaleout, seq
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ SECTIONS: dict[str, Section[Any]] = {
         Section("parallel", parallel.ParallelResult, parallel.measure),
         Section("memory", memory.MemoryResult, memory.measure),
         Section("meta", meta.MetaResult, meta.measure),
+        Section("scaleout", scaleout.ScaleoutResult, scaleout.measure),
     )
 }
 assert tuple(SECTIONS) == SECTION_NAMES, "common.SECTION_NAMES lists the sections for --list"

@@ -1,7 +1,8 @@
 """A real nginx site cache tier in front of an archive, built from docs/scale-out.md's recipe.
 
-The configuration is the `nginx` block of docs/scale-out.md, with only its `{{...}}` values
-filled in: the tests run the recipe users copy. Each tier is its own nginx (master and worker
+Shared by the benchmark's scaleout section and tests/mount/test_scaleout.py. The configuration
+is the `nginx` block of docs/scale-out.md, with only its `{{...}}` values filled in: both run
+the recipe users copy. Each tier is its own nginx (master and worker
 in a process group of their own, `daemon off`, every path in a temp directory); nothing touches
 /etc/nginx or a system service. `kill()` ends the group with SIGKILL, as a crashed cache host.
 """
