@@ -29,6 +29,8 @@ PURE = {
     "mastfs.xattrs": {"mastfs.model", "mastfs.selection"},
     "mastfs.ownership": set(),
     "mastfs.safetext": set(),
+    "mastfs.datacache": set(),
+    "mastfs.cloud": set(),
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": set(),
