@@ -208,14 +208,22 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
     h.sent_headers = True
     if method == "HEAD" or length == 0:
         return
-    body_plan = plan.body(length)
+    stream_body(h, f, uri, start, end, plan)
+
+
+def stream_body(
+    h: BaseHandler, f: SimFile, stat: str, start: int, end: int, plan: RequestPlan
+) -> None:
+    """Bytes [start, end) of `f` as the body (its headers sent), counted under `stat`: the fast
+    path, or the slow one when `plan` has body faults or a bandwidth cap."""
+    body_plan = plan.body(end - start)
     h.body_sent = 0
-    h.stat_uri = uri
+    h.stat_uri = stat
     if body_plan is None:
         for chunk in f.iter_range(start, end, CHUNK):
             h.write_body(chunk)
     else:
-        h.stream_slow(f.iter_range(start, end, CHUNK), length, body_plan)
+        h.stream_slow(f.iter_range(start, end, CHUNK), end - start, body_plan)
 
 
 def send_lie(

@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from mastfs.sim.api_downloads import CHUNK, content_type, http_date, parse_range
+from mastfs.sim.api_downloads import content_type, http_date, parse_range, stream_body
 from mastfs.sim.faults import RequestPlan
 from mastfs.sim.handler import Route
 from mastfs.sim.portal import error_body
@@ -144,14 +144,7 @@ def s3_object(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
     h.sent_headers = True
     if req.method == "HEAD" or end == start:
         return
-    h.body_sent = 0
-    h.stat_uri = stat
-    body_plan = fault.body(end - start)
-    if body_plan is None:
-        for chunk in f.iter_range(start, end, CHUNK):
-            h.write_body(chunk)
-    else:
-        h.stream_slow(f.iter_range(start, end, CHUNK), end - start, body_plan)
+    stream_body(h, f, stat, start, end, fault)
 
 
 ROUTES = (

@@ -49,8 +49,12 @@ def made() -> Iterator[list[Sources]]:
             s.close()
 
 
-def sources(made: list[Sources], archive: str, data_cache: str) -> Sources:
-    s = Sources(archive, AUTHORIZED_TOKEN, QUICK, data_cache=parse_data_cache(data_cache))
+def sources(
+    made: list[Sources], archive: str, data_cache: str | None = None, cloud_url: str | None = None
+) -> Sources:
+    """Sources with the token, scoped to the exclusive-access product, as a mount makes them."""
+    spec = parse_data_cache(data_cache) if data_cache else None
+    s = Sources(archive, AUTHORIZED_TOKEN, QUICK, data_cache=spec, cloud_url=cloud_url)
     s.limit_token_to([EXCLUSIVE])
     made.append(s)
     return s
@@ -126,18 +130,11 @@ IN_CLOUD = "mast:JWST/product/jw02734002001_03101_00001-seg005_nis_x1dints.fits"
 NOT_IN_CLOUD = "mast:JWST/product/jw02734001001_02101_00001-seg004_nis_rate_thumb.png"
 
 
-def cloud_sources(made: list[Sources], archive: str, bucket: str) -> Sources:
-    s = Sources(archive, AUTHORIZED_TOKEN, QUICK, cloud_url=bucket)
-    s.limit_token_to([EXCLUSIVE])
-    made.append(s)
-    return s
-
-
 async def test_cloud_source_reads_public_products_from_the_bucket_anonymously(
     sim: Any, sim_url: str, made: list[Sources]
 ) -> None:
     with canned(forwarding(sim_url)) as bucket:
-        s = cloud_sources(made, sim_url, f"{bucket.url}/stpubdata")
+        s = sources(made, sim_url, cloud_url=f"{bucket.url}/stpubdata")
         info = await s.head(IN_CLOUD)
         data, _ = await s.get_range(IN_CLOUD, 1000, 3000, expected=info)
         missing, _ = await s.get_range(NOT_IN_CLOUD, 0, 100)
