@@ -56,32 +56,96 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render(origin: str, workdir: Path, port: int, slice_size: str = "1m") -> str:
-    """The recipe's configuration for a tier on `port` in front of `origin`."""
+def render(
+    origin: str, workdir: Path, port: int, slice_size: str = "1m", tls_port: int | None = None
+) -> str:
+    """The recipe's configuration for a tier on `port` in front of `origin`.
+
+    With `tls_port`, the archive the tier talks to is `https://localhost:tls_port`: a server
+    added to the same nginx that ends TLS with a throwaway certificate (`workdir/archive.pem`,
+    the only CA the tier trusts) and passes the requests on to `origin`.
+    """
     parts = urllib.parse.urlsplit(origin)
     assert parts.hostname is not None
+    archive = (parts.scheme, parts.hostname, str(parts.port or 80))
+    if tls_port is not None:
+        archive = ("https", "localhost", str(tls_port))
     values = {
         "USER": "root",
         "RUN_DIR": str(workdir / "run"),
         "CACHE_DIR": str(workdir / "cache"),
         "CACHE_SIZE": "1g",
         "LISTEN": f"127.0.0.1:{port}",
-        "ARCHIVE_SCHEME": parts.scheme,
-        "ARCHIVE_HOST": parts.hostname,
-        "ARCHIVE_PORT": str(parts.port or (443 if parts.scheme == "https" else 80)),
+        "ARCHIVE_SCHEME": archive[0],
+        "ARCHIVE_HOST": archive[1],
+        "ARCHIVE_PORT": archive[2],
         "SLICE": slice_size,
+        "CA_FILE": str(workdir / "archive.pem")
+        if tls_port
+        else "/etc/ssl/certs/ca-certificates.crt",
     }
     text = template()
     for name, value in values.items():
         text = text.replace("{{" + name + "}}", value)
-    assert "{{" not in text, f"unfilled placeholder in the template: {text}"
+    left = sorted(set(re.findall(r"{{[A-Z_]+}}", text)))
+    assert not left, f"placeholders of {DOC.name} not filled: {', '.join(left)}"
+    if tls_port is not None:
+        _throwaway_certificate(workdir / "archive.pem", workdir / "archive.key")
+        front = f"""
+    # Test only: the archive over TLS, as the tier meets MAST.
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        ssl_certificate {workdir / "archive.pem"};
+        ssl_certificate_key {workdir / "archive.key"};
+        location / {{
+            proxy_pass {origin};
+        }}
+    }}
+}}
+"""
+        text = text[: text.rstrip().rindex("}")] + front
     return text
+
+
+def _throwaway_certificate(cert: Path, key: Path) -> None:
+    """A self-signed certificate for `localhost`, valid for a day."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key.chmod(0o600)
 
 
 class Tier:
     """One nginx tier; `url` is what `--data-cache` names."""
 
-    def __init__(self, origin: str, workdir: Path) -> None:
+    def __init__(self, origin: str, workdir: Path, tls: bool = False) -> None:
         self.origin = origin
         self.workdir = workdir
         self.port = _free_port()
@@ -89,7 +153,8 @@ class Tier:
         self.proc: subprocess.Popen[bytes] | None = None
         (workdir / "run").mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "nginx.conf"
-        self.conf.write_text(render(origin, workdir, self.port))
+        tls_port = _free_port() if tls else None
+        self.conf.write_text(render(origin, workdir, self.port, tls_port=tls_port))
 
     def start(self) -> None:
         assert self.proc is None
@@ -151,8 +216,8 @@ class Tier:
 
 
 @contextmanager
-def running_tier(origin: str, workdir: Path) -> Iterator[Tier]:
-    tier = Tier(origin, workdir)
+def running_tier(origin: str, workdir: Path, tls: bool = False) -> Iterator[Tier]:
+    tier = Tier(origin, workdir, tls)
     tier.start()
     try:
         yield tier

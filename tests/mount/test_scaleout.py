@@ -33,7 +33,7 @@ NODES = 3
 
 @pytest.fixture(scope="module")
 def tier(sim_server: Any, sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
-    with running_tier(sim_url, tmp_path_factory.mktemp("tier")) as t:
+    with running_tier(sim_url, tmp_path_factory.mktemp("tier"), tls=True) as t:
         yield t
 
 
