@@ -19,7 +19,7 @@ import pytest
 
 from scripts.benchkit.tier import Tier, nginx_unavailable, running_tier
 from tests.support import reads
-from tests.support.mounting import Mount, mounted
+from tests.support.mounting import Mount, mounted, run_cli
 
 pytestmark = [
     pytest.mark.mount,
@@ -175,3 +175,22 @@ def test_cloud_source_with_the_archive_for_what_the_bucket_lacks(
     assert sim.file_stats(thumb.uri)["bytes"] == thumb.size
     key = "jwst/public/jw02734/jw02734001001/" + in_cloud.filename
     assert sim.file_stats(f"s3://stpubdata/{key}")["bytes"] == in_cloud.size
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["--data-cache", "http://a:8080;;DIRECT"], {}, "--data-cache: empty cache URL"),
+        ([], {"MASTFS_DATA_CACHE": "DIRECT;http://a"}, "DIRECT must come last"),
+        (["--source", "cloud", "--cloud-url", "s3://stpubdata"], {}, "'s3://stpubdata'"),
+    ],
+)
+def test_a_bad_source_value_is_one_line_naming_it(
+    sim_url: str, tmp_path: Path, args: list[str], env: dict[str, str], names: str
+) -> None:
+    (tmp_path / "mnt").mkdir()
+    argv = ["mount", "--program", "2734", "--server", sim_url, *args, str(tmp_path / "mnt")]
+    done = run_cli(argv, env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and names in done.stderr, done.stderr
+    assert done.stderr.startswith("mastfs: error:")
