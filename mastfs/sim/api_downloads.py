@@ -104,6 +104,17 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | _Unsatisfiab
     return (a, min(b, size - 1))
 
 
+def span_of(
+    rng: tuple[int, int] | None, size: int, headers: list[tuple[str, str]]
+) -> tuple[int, int, int]:
+    """(status, start, end) of the answer to a satisfiable range (None: the whole body); a
+    `Content-Range` is appended to `headers` for a 206."""
+    if rng is None:
+        return 200, 0, size
+    headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    return 206, rng[0], rng[1] + 1
+
+
 def _etag_list(header: str) -> list[str]:
     return [t.strip() for t in header.split(",") if t.strip()]
 
@@ -192,11 +203,7 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
         headers = [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")]
         h.send_json(416, error_body(f"range not satisfiable (size {size})"), headers, uri=uri)
         return
-    if rng is None:
-        status, start, end = 200, 0, size
-    else:
-        status, start, end = 206, rng[0], rng[1] + 1
-        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    status, start, end = span_of(rng, size, headers)
     length = end - start
 
     lie = plan.lie(method)

@@ -26,7 +26,13 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from mastfs.sim.api_downloads import content_type, http_date, parse_range, stream_body
+from mastfs.sim.api_downloads import (
+    content_type,
+    http_date,
+    parse_range,
+    span_of,
+    stream_body,
+)
 from mastfs.sim.faults import RequestPlan
 from mastfs.sim.handler import Route
 from mastfs.sim.portal import error_body
@@ -134,11 +140,7 @@ def s3_object(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
     if rng is not None and not isinstance(rng, tuple):
         _s3_error(h, 416, "InvalidRange", key, stat)
         return
-    if rng is None:
-        status, start, end = 200, 0, size
-    else:
-        status, start, end = 206, rng[0], rng[1] + 1
-        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    status, start, end = span_of(rng, size, headers)
     sim.stats.record_file(stat, req.method, status)
     h.write(h.head(status, headers, end - start))
     h.sent_headers = True
