@@ -29,12 +29,14 @@ from mastfs.token import MAST_TOKEN_ENV
 if TYPE_CHECKING:
     from mastfs.archive import Query
     from mastfs.archive_http import Limits
+    from mastfs.datacache import DataCacheSpec
     from mastfs.mount import MountOptions
     from mastfs.ownership import Ownership
     from mastfs.selection import Selection
 
 log = logging.getLogger(__name__)
 
+DATA_CACHE_ENV = "MASTFS_DATA_CACHE"
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _ANGLE_UNITS = {
     "": 1.0,
@@ -433,6 +435,51 @@ def _add_mount_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(TOKEN_FD_OPTION, type=int, help=argparse.SUPPRESS)
 
 
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    from mastfs.cloud import DEFAULT_BUCKET_URL
+
+    g = p.add_argument_group("where public product bytes come from (docs/scale-out.md)")
+    g.add_argument(
+        "--data-cache",
+        metavar="URL[|URL...][;...][;DIRECT]",
+        help=f"site cache tier, a reverse proxy in front of the archive shared by the nodes "
+        f"(env {DATA_CACHE_ENV}): '|' balances load within a group, ';' fails over to the next "
+        "group, DIRECT last lets bytes come from the archive when every cache failed. "
+        "Exclusive-access products and queries always go to the archive; the token never "
+        "goes to a cache",
+    )
+    g.add_argument(
+        "--source",
+        choices=("mast", "cloud"),
+        default="mast",
+        help="mast: the archive (default); cloud: the AWS open-data copy, anonymous range reads, "
+        "the archive for what the cloud lacks",
+    )
+    g.add_argument(
+        "--cloud-url",
+        metavar="URL",
+        default=DEFAULT_BUCKET_URL,
+        help=f"the cloud copy's bucket URL for --source cloud (default {DEFAULT_BUCKET_URL})",
+    )
+
+
+def sources_from_args(args: argparse.Namespace) -> tuple[DataCacheSpec | None, str | None]:
+    """The `--data-cache` tier (or its environment variable) and the `--source cloud` URL."""
+    from mastfs.datacache import DataCacheError, parse_data_cache
+
+    text = getattr(args, "data_cache", None) or os.environ.get(DATA_CACHE_ENV) or ""
+    try:
+        spec = parse_data_cache(text) if text.strip() else None
+    except DataCacheError as exc:
+        raise UsageError(str(exc)) from None
+    if getattr(args, "source", "mast") != "cloud":
+        return spec, None
+    cloud_url = args.cloud_url.rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", cloud_url):
+        raise UsageError(f"--cloud-url: {cloud_url!r} is not an http:// or https:// URL")
+    return spec, cloud_url
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mastfs",
@@ -458,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_args(m)
     _add_archive_args(m)
     _add_mount_args(m)
+    _add_source_args(m)
     _add_limit_args(m)
     m.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
 
@@ -744,10 +792,12 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
 
         query = Query(programs=(DEMO_PROGRAM,))
         server, token = "http://127.0.0.1", None
+        data_cache, cloud_url = None, None
     else:
         query = query_from_args(args)
         server, token = server_from_args(args), token_from_args(args)
     resolver = resolver_from_args(args)
+    data_cache, cloud_url = sources_from_args(args)
     _hold_token()
     cache_dir = cache_dir_from_args(args)
     if args.ready_fd is None:
@@ -793,6 +843,8 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         debug=args.debug,
         start_server=start_server,
         metrics=args.metrics,
+        data_cache=data_cache,
+        cloud_url=cloud_url,
     )
     return _serve(opts, args.ready_fd, args.debug, args.log)
 

@@ -25,13 +25,15 @@ from mastfs import archive as archive_mod
 from mastfs import notify, runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
-from mastfs.fetch import Fetcher, RetryPolicy
+from mastfs.datacache import DataCacheSpec
+from mastfs.fetch import RetryPolicy
 from mastfs.fs import MastOperations
 from mastfs.headers import HeaderTexts
 from mastfs.mountpoint import MountError
 from mastfs.ownership import Ownership
 from mastfs.selection import Selection, SelectionError, format_summary
 from mastfs.session import Progress, SessionError, open_session
+from mastfs.sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ class MountOptions:
     start_server: Callable[[AsyncExitStack], str] | None = None
     # `--metrics`: (host, port) of the Prometheus endpoint, off when None.
     metrics: tuple[str, int] | None = None
+    # Where public products' bytes come from besides the archive (`sources.Sources`).
+    data_cache: DataCacheSpec | None = None
+    cloud_url: str | None = None
 
 
 # -- the mount itself --------------------------------------------------------------------------
@@ -79,7 +84,14 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         if opts.start_server is not None:
             opts.server = opts.start_server(stack)
         timeout = opts.limits.timeout
-        fetcher = Fetcher(opts.server, opts.token, RetryPolicy(deadline=timeout), timeout=timeout)
+        fetcher = Sources(
+            opts.server,
+            opts.token,
+            RetryPolicy(deadline=timeout),
+            timeout=timeout,
+            data_cache=opts.data_cache,
+            cloud_url=opts.cloud_url,
+        )
         stack.callback(fetcher.close)
         try:
             session = await open_session(

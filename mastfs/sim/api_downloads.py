@@ -105,6 +105,17 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | _Unsatisfiab
     return (a, min(b, size - 1))
 
 
+def span_of(
+    rng: tuple[int, int] | None, size: int, headers: list[tuple[str, str]]
+) -> tuple[int, int, int]:
+    """(status, start, end) of the answer to a satisfiable range (None: the whole body); a
+    `Content-Range` is appended to `headers` for a 206."""
+    if rng is None:
+        return 200, 0, size
+    headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    return 206, rng[0], rng[1] + 1
+
+
 def _etag_list(header: str) -> list[str]:
     return [t.strip() for t in header.split(",") if t.strip()]
 
@@ -211,11 +222,7 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
         headers = [("Content-Range", f"bytes */{size}"), ("Accept-Ranges", "bytes")]
         h.send_json(416, error_body(f"range not satisfiable (size {size})"), headers, uri=uri)
         return
-    if rng is None:
-        status, start, end = 200, 0, size
-    else:
-        status, start, end = 206, rng[0], rng[1] + 1
-        headers.append(("Content-Range", f"bytes {rng[0]}-{rng[1]}/{size}"))
+    status, start, end = span_of(rng, size, headers)
     length: int | None = end - start
 
     lie = plan.lie(method)
@@ -233,9 +240,17 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
         if h.chunked:
             h.write(b"0\r\n\r\n")
         return
+    stream_body(h, f, uri, start, end, plan)
+
+
+def stream_body(
+    h: BaseHandler, f: SimFile, stat: str, start: int, end: int, plan: RequestPlan
+) -> None:
+    """Bytes [start, end) of `f` as the body (its headers sent), counted under `stat`: the fast
+    path, or the slow one when `plan` has body faults or a bandwidth cap."""
     body_plan = plan.body(end - start)
     h.body_sent = 0
-    h.stat_uri = uri
+    h.stat_uri = stat
     if body_plan is None:
         for chunk in f.iter_range(start, end, CHUNK):
             h.write_body(chunk)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from mastfs.sim import api_auth, api_control, api_directory, api_downloads, api_portal
+from mastfs.sim import api_auth, api_control, api_directory, api_downloads, api_portal, api_s3
 from mastfs.sim.faults import NO_FAULTS, RequestPlan
 from mastfs.sim.handler import BaseHandler, Request, Route
 from mastfs.sim.portal import error_body
@@ -30,6 +30,7 @@ ROUTES: tuple[Route, ...] = (
     *api_directory.ROUTES,
     *api_portal.ROUTES,
     *api_auth.ROUTES,
+    *api_s3.ROUTES,
     Route(("/",), _root),
 )
 

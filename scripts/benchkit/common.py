@@ -11,7 +11,9 @@ NOOP = ROOT / "scripts" / "noop_fuse.py"
 DOC = ROOT / "docs" / "performance.md"
 PY = sys.executable
 # In the order they run.
-SECTION_NAMES = ("seq", "header", "random", "parallel", "memory", "meta", "mount_time", "headers")
+SECTION_NAMES = (
+    "seq", "header", "random", "parallel", "memory", "meta", "mount_time", "headers", "scaleout"
+)
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -261,6 +261,32 @@ class Overfetch(Comparison):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OriginShare(Comparison):
+    """MiB the archive sent for mastfs ÷ MiB it sent for the reference (lower is better)."""
+
+    mine: Key
+    ref_name: str
+    ref: Key
+    goal: Goal | None = None
+
+    def make(self, label: str, results: Results) -> Row:
+        mine, ref = lookup(results, self.mine), lookup(results, self.ref)
+        ratio = mine / ref if mine is not None and ref else None
+
+        def mib(v: float | None) -> str:
+            return "–" if v is None else f"{v:.0f} MiB"
+
+        return Row(
+            label,
+            mib(mine),
+            f"{self.ref_name}: {mib(ref)}",
+            ratio,
+            goal=_goal_text(self.goal),
+            met=self.goal.met(ratio) if self.goal else None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class MibRate(Comparison):
     """MiB/s of mastfs (the goal applies to it), beside a reference's MiB/s."""
 

@@ -17,6 +17,7 @@ from .compare import (
     Group,
     Latency,
     MibRate,
+    OriginShare,
     Overfetch,
     PeakRss,
     Results,
@@ -41,6 +42,8 @@ LISTING = Goal("<", 0.5, " s")  # ls -lR of 10k products
 MEMORY_STREAMING = Goal("<", 300, " MB", ", flat")  # daemon's peak RSS over 4.3 GiB
 MEMORY_TREE = Goal("<", 300, " MB")  # daemon's peak RSS with the 10k-product tree
 NO_SLOWER = Goal("≥", 1, "×")  # mount → ready against astroquery's own query, as a process
+# Archive bytes with 3 nodes behind one tier, of 3 nodes reading directly: each byte ~once.
+TIER_ORIGIN_SHARE = Goal("≤", 0.35, "×", " (each byte once)")
 
 # -- the rows --------------------------------------------------------------------------------------
 
@@ -315,6 +318,32 @@ MOUNT_TIME = Group(
     ),
 )
 
+SCALEOUT = Group(
+    "scaleout",
+    missing="9. scale-out (nginx tier, cloud source)",
+    rows=(
+        OriginShare(
+            label="9. 3 nodes × 5 products: bytes the archive sent, through one nginx tier",
+            mine=("scaleout", "tier_origin_mib"),
+            ref_name="3 nodes direct",
+            ref=("scaleout", "direct_origin_mib"),
+            goal=TIER_ORIGIN_SHARE,
+        ),
+        Throughput(
+            label="9. 3 nodes × 5 products, aggregate, through the tier (archive: 20 ms, 25 MB/s)",
+            mine=("scaleout", "tier_gbps"),
+            ref_name="3 nodes direct",
+            ref=("scaleout", "direct_gbps"),
+        ),
+        Throughput(
+            label="9. one node, 5 products, --source cloud (bucket: same knobs)",
+            mine=("scaleout", "cloud_gbps"),
+            ref_name="--source mast",
+            ref=("scaleout", "mast_gbps"),
+        ),
+    ),
+)
+
 TABLE: tuple[Group, ...] = (
     SEQ,
     HEADER,
@@ -324,6 +353,7 @@ TABLE: tuple[Group, ...] = (
     MEMORY,
     META_MEMORY,
     MOUNT_TIME,
+    SCALEOUT,
 )
 
 

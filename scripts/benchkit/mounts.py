@@ -9,7 +9,7 @@ from __future__ import annotations
 import select
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +43,12 @@ def mastfs(
     cache_dir: Path,
     readahead_kb: int = 1024,
     server: str | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[Mounted]:
-    """`mastfs mount --program P` of the session's simulator (or `server`) on a fresh mount
-    point."""
+    """`mastfs mount --program P [EXTRA]` of the session's simulator (or `server`) on a fresh
+    mount point."""
     mnt = session.fresh("mnt")
-    cmd = [*MASTFS, "mount", "--program", program, "--server", server or session.sim.url]
+    cmd = [*MASTFS, "mount", "--program", program, "--server", server or session.sim.url, *extra]
     cmd += ["--cache-dir", str(cache_dir), "--readahead-kb", str(readahead_kb), str(mnt)]
     started = time.perf_counter()
     done = run(cmd, timeout=300)

@@ -15,6 +15,7 @@ import http
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +63,13 @@ class SimControl:
 
     def sent(self, uri: str) -> int:
         return int(self.file_stats(uri)["bytes"])
+
+    def wait_for_bytes(self, uri: str, n: int, timeout: float = 30.0) -> None:
+        """Until the archive has sent at least `n` bytes of `uri` (a read is under way)."""
+        deadline = time.monotonic() + timeout
+        while self.sent(uri) < n:
+            assert time.monotonic() < deadline, f"{uri}: fewer than {n} bytes sent in {timeout} s"
+            time.sleep(0.02)
 
     def faults(self, **knobs: Any) -> None:
         self.http.post("/__sim/faults", json=knobs).raise_for_status()

@@ -32,6 +32,8 @@ PURE = {
     "mastfs.progress": {"mastfs.selection"},
     "mastfs.fitsheaders": set(),
     "mastfs.references": {"mastfs.fitsheaders"},
+    "mastfs.datacache": set(),
+    "mastfs.cloud": set(),
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
     "mastfs.cache.blocks": set(),
     "mastfs.cache.readahead": {"mastfs.link"},

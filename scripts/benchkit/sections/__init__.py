@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from ..common import SECTION_NAMES
 from ..results import Result
 from ..session import Session
-from . import header, headers, memory, meta, mount_time, parallel, random_reads, seq
+from . import header, headers, memory, meta, mount_time, parallel, random_reads, scaleout, seq
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ SECTIONS: dict[str, Section[Any]] = {
         Section("meta", meta.MetaResult, meta.measure),
         Section("mount_time", mount_time.MountTimeResult, mount_time.measure),
         Section("headers", headers.HeadersResult, headers.measure),
+        Section("scaleout", scaleout.ScaleoutResult, scaleout.measure),
     )
 }
 assert tuple(SECTIONS) == SECTION_NAMES, "common.SECTION_NAMES lists the sections for --list"
