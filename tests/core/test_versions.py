@@ -43,8 +43,10 @@ def test_without_an_etag_last_modified_tells_versions_apart() -> None:
 
 
 async def test_an_open_file_never_mixes_two_versions(
-    sim: Sim, tmp_path: Path, changing: Any
+    sim: Sim, tmp_path: Path, changing: Any, profile: str
 ) -> None:
+    """Under both profiles: "mast" sends no ETag, so a same-size replacement is told apart by
+    its Last-Modified alone."""
     f = changing
     product = product_of(f)
     async with cache_on(tmp_path, sim.url, readahead_max=0) as cache:
