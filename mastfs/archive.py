@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -494,6 +495,19 @@ _PREFETCH = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="columns
 
 _EARLY: dict[tuple[str, str | None, Limits], concurrent.futures.Future[Any]] = {}
 _EARLY_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a `multiprocessing` worker reading `mast://`) has none of the parent's
+    threads: the parent's pool would take its work and never run it, and its lock may have
+    been held at the fork. The child starts with its own, and no answer of the parent's."""
+    global _PREFETCH, _EARLY_LOCK
+    _PREFETCH = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="columns")
+    _EARLY_LOCK = threading.Lock()
+    _EARLY.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def prefetch(server: str, token: str | None, limits: Limits) -> None:

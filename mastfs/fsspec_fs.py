@@ -49,7 +49,7 @@ from mastfs.private import PrivacyError
 from mastfs.selection import SelectionError
 from mastfs.session import Session, SessionError, open_session
 from mastfs.state import MountState
-from mastfs.tree import Entry
+from mastfs.tree import HEADERS, Entry
 from mastfs.xattrs import product_xattrs
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,10 @@ class MastFileSystem(AbstractFileSystem):
         return f"mast:{path}"
 
     def _entry(self, path: str) -> Entry:
-        entry = self.core.snapshot.tree.lookup_path(path)
+        # `headers/` is the mount's way to grep headers without astropy; here astropy on the
+        # product reads only its header blocks anyway, so the mirror is not shown.
+        hidden = path.partition("/")[0] == HEADERS
+        entry = None if hidden else self.core.snapshot.tree.lookup_path(path)
         if entry is None:
             raise FileNotFoundError(errno.ENOENT, "no such file in the selection", path)
         return entry
@@ -318,6 +321,7 @@ class MastFileSystem(AbstractFileSystem):
                 infos = [
                     self._info(f"{path}/{child.name}" if path else child.name, child)
                     for child in tree.children(entry.inode)
+                    if path or child.name != HEADERS
                 ]
         return infos if detail else [info["name"] for info in infos]
 

@@ -147,7 +147,10 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             time.time(),
         )
         report = status.reused(functools.partial(status.gather, core, info))
-        ops = MastOperations(core, spawn=spawn, ownership=ownership, status=report)
+        headers = HeaderTexts(core, nursery)
+        ops = MastOperations(
+            core, spawn=spawn, ownership=ownership, status=report, headers=headers
+        )
         if opts.metrics is not None:
             from mastfs import metrics  # prometheus_client: only when asked for
 
@@ -158,8 +161,6 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 raise MountError(
                     f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}"
                 ) from exc
-        headers = HeaderTexts(core, nursery)
-        ops = MastOperations(core, spawn=spawn, ownership=ownership, headers=headers)
         core.listeners.append(ops)
         options = set(pyfuse3.default_options)
         # Not `ro`: the kernel refuses setxattr on a read-only mount before asking us, and

@@ -26,6 +26,7 @@ from typing import Protocol, TextIO
 from mastfs.progress import Progress
 from mastfs.safetext import clean
 from mastfs.selection import Selection, format_bytes, select
+from mastfs.tree import HEADERS
 from mastfs.xattrs import XATTR_CACHED, XATTR_PREFIX, product_from_xattrs
 
 # Bytes asked of the mount per read call.
@@ -141,6 +142,8 @@ def collect(
     unreadable = 0
     for start in starts:
         for path in _walk(start):
+            if path.is_relative_to(root / HEADERS):
+                continue  # header texts: derived from the products, not products
             try:
                 st = os.stat(path)
                 if st.st_ino in seen:

@@ -114,9 +114,14 @@ def test_the_fstab_line_mounts_with_its_options_and_the_config(fstab_mount: Fsta
     assert is_mounted(m.path)
     assert "mounted program 2734" in m.result.stdout
     names = sorted(os.listdir(m.path))
-    # flat (from the config file), one file (from the fstab line's selection)
+    # flat (from the config file), one file (from the fstab line's selection) and its header
     assert names == sorted(
-        ["manifest.html", "selection.csv", "jw02734001001_02101_00001-seg001_nis_x1dints.fits"]
+        [
+            "headers",
+            "manifest.html",
+            "selection.csv",
+            "jw02734001001_02101_00001-seg001_nis_x1dints.fits",
+        ]
     )
     report = json.loads(run_cli(["status", "--json", str(m.path)]).stdout)
     assert report["cache_limit"] == 3 << 30 and report["query"] == "program 2734"
