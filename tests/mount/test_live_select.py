@@ -25,7 +25,13 @@ from mastfs.sim.catalog import (
     UNAUTHORIZED_TOKEN,
     default_catalog,
 )
-from mastfs.xattrs import XATTR_CACHE, XATTR_PREFIX, XATTR_SELECTION, XATTR_SUMMARY
+from mastfs.xattrs import (
+    XATTR_CACHE,
+    XATTR_PREFIX,
+    XATTR_SELECTION,
+    XATTR_STATUS,
+    XATTR_SUMMARY,
+)
 from tests.support import reads
 from tests.support.catalog import Row, catalog_rows
 from tests.support.mounting import Mount, cleanup_stale_mounts, mounted, run_cli
@@ -184,11 +190,13 @@ def test_getfattr_shows_the_file_details(m2734: Mount) -> None:
     assert len(pools) == 12
     attrs = [getfattr_dump(m2734.path / p) for p in pools[:3]]
     assert attrs[0] == attrs[1] == attrs[2] and attrs[0][f"{XATTR_PREFIX}group"] == "POOL"
-    # Directories and the virtual files have none; the root has the selection.
+    # Directories and the virtual files have none; the root has the selection (and, for its
+    # owner, the daemon's status).
     assert getfattr_dump(m2734.path / "JWST") == {}
     assert getfattr_dump(m2734.path / "selection.csv") == {}
     root = getfattr_dump(m2734.path)
-    assert set(root) == {n.decode() for n in (XATTR_SELECTION, XATTR_SUMMARY, XATTR_CACHE)}
+    shown = (XATTR_SELECTION, XATTR_SUMMARY, XATTR_CACHE, XATTR_STATUS)
+    assert set(root) == {n.decode() for n in shown}
     dumped_selection = root[XATTR_SELECTION.decode()]
     assert Selection.from_json(json.loads(f'"{dumped_selection}"')) == Selection()
 
