@@ -51,7 +51,7 @@ READER_OPTIONS = (
     QUERY_OPTIONS
     | SELECTION_OPTIONS
     | LIMIT_OPTIONS
-    | {"server", "token_file", "cache_dir", "layout", "cache_size", "metadata_ttl"}
+    | {"server", "resolver", "token_file", "cache_dir", "layout", "cache_size", "metadata_ttl"}
 )
 # `mastfs.mounted` takes these too; not `foreground`, which would never return.
 MOUNT_OPTIONS = READER_OPTIONS | {
@@ -80,6 +80,8 @@ class Settings:
     cache_size: int
     metadata_ttl: float
     limits: Limits
+    # Where `target` names are resolved first (`--resolver`, `$MASTFS_RESOLVER`).
+    resolver: str
     # Read in this process; never in repr (options and tracebacks get logged).
     token: str | None = field(default=None, repr=False)
 
@@ -149,6 +151,7 @@ def reader_settings(options: Mapping[str, object]) -> Settings:
         selection = cli.selection_from_args(args)
         server = cli.server_from_args(args)
         token = cli.token_from_args(args)
+        resolver = cli.resolver_from_args(args)
     except cli.UsageError as exc:
         raise ValueError(_python_names(str(exc))) from None
     return Settings(
@@ -160,5 +163,6 @@ def reader_settings(options: Mapping[str, object]) -> Settings:
         cache_size=args.cache_size,
         metadata_ttl=args.metadata_ttl,
         limits=cli.limits_from_args(args),
+        resolver=resolver,
         token=token,
     )

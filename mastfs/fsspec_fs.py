@@ -111,6 +111,7 @@ async def query_session(settings: api.Settings, fetcher: Fetcher | None = None) 
             reporter=_LogProgress(),
             fetcher=fetcher,
             limits=settings.limits,
+            resolver=settings.resolver,
         )
     except (SessionError, SelectionError) as exc:
         raise MastQueryError(str(exc)) from None

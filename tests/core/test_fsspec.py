@@ -56,6 +56,21 @@ def fs(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastF
         fs.close()
 
 
+def test_a_target_is_resolved_where_the_mount_resolves_it(sim: Any, tmp_path: Path) -> None:
+    resolver = sim.urls()["resolver_url"] + "/Santa-war/query"
+    sim.reset_stats()
+    fs = MastFileSystem(
+        target="M1", radius=0.05, server=sim.url, resolver=resolver, cache_dir=tmp_path / "c"
+    )
+    try:
+        assert fs.ls("", detail=False)[0] == "HLA"
+    finally:
+        fs.close()
+    assert sim.http.get("/__sim/stats").json()["endpoints"]["santa"] == 1
+    with pytest.raises(ValueError, match="invalid resolver URL"):
+        MastFileSystem(program=2734, server=sim.url, resolver="ftp://x", cache_dir=tmp_path)
+
+
 def test_the_tree_is_the_mounts(fs: MastFileSystem, sim: Any) -> None:
     assert fs.ls("", detail=False) == ["JWST", "manifest.html", "selection.csv"]
     csv = fs.cat("selection.csv")
