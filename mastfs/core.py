@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -232,30 +232,32 @@ async def open_core(
         for core in holder:
             core._prefetched(uri, offset, data)
 
-    async with BlockCache.open_cache(
-        fetcher,
-        cache_dir / "blocks",
-        size_limit=cache_size,
-        nursery=nursery,
-        on_change=changed,
-        on_prefetched=prefetched,
-        **cache_options,
-    ) as cache:
-        if not header_cache:
-            core = Core(state, cache, read_timeout)
-            holder.append(core)
-            yield core
-            return
-        async with BlockCache.open_cache(
-            fetcher,
-            cache_dir / "headers",
-            size_limit=max(cache_size // 16, 64 * HEADER_BLOCK_SIZE),
-            nursery=nursery,
-            block_size=HEADER_BLOCK_SIZE,
-            readahead_max=0,
-            memory_limit=HEADER_MEMORY_LIMIT,
-            metadata_ttl=cache_options.get("metadata_ttl", DEFAULT_METADATA_TTL),
-        ) as headers:
-            core = Core(state, cache, read_timeout, header_cache=headers)
-            holder.append(core)
-            yield core
+    async with AsyncExitStack() as stack:
+        cache = await stack.enter_async_context(
+            BlockCache.open_cache(
+                fetcher,
+                cache_dir / "blocks",
+                size_limit=cache_size,
+                nursery=nursery,
+                on_change=changed,
+                on_prefetched=prefetched,
+                **cache_options,
+            )
+        )
+        headers = None
+        if header_cache:
+            headers = await stack.enter_async_context(
+                BlockCache.open_cache(
+                    fetcher,
+                    cache_dir / "headers",
+                    size_limit=max(cache_size // 16, 64 * HEADER_BLOCK_SIZE),
+                    nursery=nursery,
+                    block_size=HEADER_BLOCK_SIZE,
+                    readahead_max=0,
+                    memory_limit=HEADER_MEMORY_LIMIT,
+                    metadata_ttl=cache_options.get("metadata_ttl", DEFAULT_METADATA_TTL),
+                )
+            )
+        core = Core(state, cache, read_timeout, header_cache=headers)
+        holder.append(core)
+        yield core

@@ -145,6 +145,8 @@ async def open_reader(settings: api.Settings) -> AsyncIterator[Core]:
                 read_timeout=timeout,
                 metadata_ttl=settings.metadata_ttl,
                 limit_token=settings.query is not None,
+                # No `headers/` here (astropy reads header blocks itself): no header cache.
+                header_cache=False,
             )
         )
         yield core
