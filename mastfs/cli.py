@@ -29,6 +29,7 @@ from mastfs.token import MAST_TOKEN_ENV
 if TYPE_CHECKING:
     from mastfs.archive import Query
     from mastfs.archive_http import Limits
+    from mastfs.crds import CrdsServer
     from mastfs.datacache import DataCacheSpec
     from mastfs.mount import MountOptions
     from mastfs.ownership import Ownership
@@ -287,6 +288,26 @@ def _add_archive_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_reference_args(p: argparse.ArgumentParser) -> None:
+    from mastfs.crds import CRDS_SERVER_ENV, DEFAULT_SERVERS
+
+    defaults = ", ".join(f"{mission} {url}" for mission, (_, url) in DEFAULT_SERVERS.items())
+    g = p.add_argument_group("calibration references (docs/usage.md)")
+    g.add_argument(
+        "--references",
+        action="store_true",
+        help="also show the CRDS reference files the selected products were calibrated with "
+        "(their primary headers' R_* keywords) in references/, one file per reference, read "
+        "lazily from CRDS; each FITS product's primary header is read first",
+    )
+    g.add_argument(
+        "--crds-server",
+        metavar="URL",
+        help=f"CRDS server of every mission's references, which never get the MAST token "
+        f"(env {CRDS_SERVER_ENV}; default per mission: {defaults})",
+    )
+
+
 def _add_limit_args(p: argparse.ArgumentParser, timeout: bool = False) -> None:
     from mastfs.archive_http import Limits
 
@@ -506,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_archive_args(m)
     _add_mount_args(m)
     _add_source_args(m)
+    _add_reference_args(m)
     _add_limit_args(m)
     m.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
 
@@ -578,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="paths in the CSV's Path column",
     )
     ls.add_argument("--csv", action="store_true", help="print selection.csv instead of a table")
+    _add_reference_args(ls)
     _add_limit_args(ls, timeout=True)
 
     c = sub.add_parser(
@@ -684,6 +707,18 @@ def server_from_args(args: argparse.Namespace) -> str:
         return server_url(args.server)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def crds_from_args(args: argparse.Namespace) -> dict[str, CrdsServer] | None:
+    """The CRDS server of each mission with `--references` (None without); a bad
+    `--crds-server` (or `$MASTFS_CRDS_SERVER`) is a usage error naming it either way."""
+    from mastfs.crds import crds_servers
+
+    try:
+        servers = crds_servers(getattr(args, "crds_server", None))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return servers if getattr(args, "references", False) else None
 
 
 def token_from_args(args: argparse.Namespace) -> str | None:
@@ -798,6 +833,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         server, token = server_from_args(args), token_from_args(args)
     resolver = resolver_from_args(args)
     data_cache, cloud_url = sources_from_args(args)
+    crds_servers = crds_from_args(args)
     _hold_token()
     cache_dir = cache_dir_from_args(args)
     if args.ready_fd is None:
@@ -845,6 +881,7 @@ def cmd_mount(args: argparse.Namespace, argv: Sequence[str], demo: bool = False)
         metrics=args.metrics,
         data_cache=data_cache,
         cloud_url=cloud_url,
+        crds_servers=crds_servers,
     )
     return _serve(opts, args.ready_fd, args.debug, args.log)
 
@@ -970,6 +1007,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     selection = selection_from_args(args)
     query = query_from_args(args)
     server, token = server_from_args(args), token_from_args(args)
+    crds_servers = crds_from_args(args)
     _hold_token()
     try:
         check_cache_dir(cache_dir_from_args(args))
@@ -1000,6 +1038,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
         fail(str(exc))
     for warning in warnings:
         reporter.warning(warning)
+    if crds_servers is not None:
+        from mastfs.discovery import references_of_session
+
+        find = functools.partial(
+            references_of_session,
+            session.state,
+            server=server,
+            token=token,
+            cache_dir=cache_dir_from_args(args),
+            servers=crds_servers,
+            reporter=reporter,
+            timeout=args.timeout,
+        )
+        trio.run(find)
     state = session.state
     snap = state.snapshot
     summary = format_summary(snap.summary, session.user)
@@ -1107,6 +1159,8 @@ def _config_defaults(parser: argparse.ArgumentParser) -> dict[str, dict[str, lis
     if not data:
         return {}
     skip = {"server"} if os.environ.get(SERVER_ENV) else set()
+    if os.environ.get("MASTFS_CRDS_SERVER"):
+        skip.add("crds_server")
     return config.apply(subparsers.choices, data, path, skip)
 
 

@@ -338,7 +338,10 @@ class MastOperations(pyfuse3.Operations):
             }
         if entry.product is None:
             return {}
-        return product_xattrs(entry.product, self.state.can_read(entry.product))
+        product = entry.product
+        return product_xattrs(
+            product, self.state.can_read(product), self.state.references_of(product.dataURI)
+        )
 
     @fuse_errors
     async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:

@@ -22,7 +22,7 @@ import pyfuse3
 import trio
 
 from mastfs import archive as archive_mod
-from mastfs import notify, runtime, status, system
+from mastfs import crds, discovery, notify, runtime, status, system
 from mastfs.cache import DEFAULT_METADATA_TTL
 from mastfs.core import open_core
 from mastfs.datacache import DataCacheSpec
@@ -73,6 +73,8 @@ class MountOptions:
     # Where public products' bytes come from besides the archive (`sources.Sources`).
     data_cache: DataCacheSpec | None = None
     cloud_url: str | None = None
+    # `--references`: the CRDS servers of the missions, by mission; None: no `references/`.
+    crds_servers: dict[str, crds.CrdsServer] | None = None
 
 
 # -- the mount itself --------------------------------------------------------------------------
@@ -91,6 +93,7 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
             timeout=timeout,
             data_cache=opts.data_cache,
             cloud_url=opts.cloud_url,
+            crds_servers=opts.crds_servers,
         )
         stack.callback(fetcher.close)
         try:
@@ -109,10 +112,6 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
         except (SessionError, SelectionError) as exc:
             raise MountError(str(exc)) from exc
         state, user, result = session.state, session.user, session.result
-        # Rendered now, so the first listing of the root does not wait for it (~50 ms for
-        # 10,000 products).
-        await trio.to_thread.run_sync(state.manifest)
-        summary = state.snapshot.summary
         if session.unreadable_warning:
             reporter.warning(session.unreadable_warning)
 
@@ -129,6 +128,12 @@ async def serve(opts: MountOptions, reporter: Reporter) -> None:
                 metadata_ttl=opts.metadata_ttl,
             )
         )
+        if opts.crds_servers is not None:
+            await discovery.add_references(core, fetcher, opts.crds_servers, reporter, timeout)
+        # Rendered now, so the first listing of the root does not wait for it (~50 ms for
+        # 10,000 products).
+        await trio.to_thread.run_sync(state.manifest)
+        summary = state.snapshot.summary
 
         def spawn(fn: Callable[[], Awaitable[None]]) -> None:
             nursery.start_soon(fn)

@@ -1,4 +1,4 @@
-"""Where a product's bytes come from: the cloud copy, the site cache tier, or the archive.
+"""Where a product's bytes come from: the cloud copy, the site cache tier, the archive, or CRDS.
 
 `Sources` is the `Fetcher` a mount reads through. Its own requests go to the archive
 (`Fetcher`, with the token); it adds two other sources, each a `Fetcher` of its own that is
@@ -15,6 +15,10 @@ never given the token:
   the tier). A product read from the cloud stays there (its HEADs too): the bucket's ETag is
   not the archive's, so changing source would be a change of version.
 
+* **CRDS** (`--references`, `crds.py`): the calibration reference files a mount shows in
+  `references/` (URIs `crds:{observatory}/{name}`) are read, HEADs included, from their
+  mission's CRDS server by `CrdsFetcher`, which has no token; nothing else goes there.
+
 A cache tier can be stale or lie. What it says about a product must agree with the archive:
 its first answer is checked against a HEAD to the archive (sent alongside, so it costs no
 wait), and an answer describing other contents than the cache expects is settled by asking
@@ -29,12 +33,12 @@ import logging
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import trio
 
-from mastfs import cloud
+from mastfs import cloud, crds
 from mastfs.datacache import DEFAULT_RESET_AFTER, DIRECT, DataCacheSpec, TierChoice
 from mastfs.fetch import (
     CONNECT_TIMEOUT,
@@ -85,6 +89,25 @@ class CloudFetcher(Fetcher):
         return cloud.object_url(self.server, self.keys[dataURI])
 
 
+class CrdsFetcher(Fetcher):
+    """Range reads and HEADs of reference files (`crds:` URIs), each from its observatory's
+    CRDS server. No token: CRDS is public, and the MAST token is for MAST alone."""
+
+    def __init__(
+        self, servers: Mapping[str, crds.CrdsServer], retry: RetryPolicy, **options: object
+    ) -> None:
+        self.bases = {s.observatory: s.url for s in servers.values()}
+        first = next(iter(self.bases.values()), crds.DEFAULT_SERVERS["JWST"][1])
+        super().__init__(first, None, retry, **options)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"CrdsFetcher({self.bases!r})"
+
+    def url_for(self, dataURI: str) -> str:
+        observatory, _ = crds.split_uri(dataURI)
+        return crds.reference_url(self.bases[observatory], dataURI)
+
+
 class Sources(Fetcher):
     """The archive, plus the site cache tier and the cloud copy for public products."""
 
@@ -100,6 +123,7 @@ class Sources(Fetcher):
         data_cache: DataCacheSpec | None = None,
         cloud_url: str | None = None,
         reset_after: float = DEFAULT_RESET_AFTER,
+        crds_servers: Mapping[str, crds.CrdsServer] | None = None,
     ) -> None:
         super().__init__(
             server,
@@ -130,6 +154,11 @@ class Sources(Fetcher):
             if cloud_url
             else None
         )
+        self.crds = (
+            CrdsFetcher(crds_servers, self.retry, ssl_context=ssl_context, **options)
+            if crds_servers
+            else None
+        )
         self._cloud_keys: dict[str, str | None] = {}
         self._lookups: dict[str, trio.Event] = {}
         # None until `limit_token_to` has named the exclusive-access products: until then
@@ -154,6 +183,9 @@ class Sources(Fetcher):
         if self._cloud is not None:
             out["cloud_bytes"] = self._cloud.counters["bytes"]
             out["cloud_missing"] = self.routes.cloud_missing
+        if self.crds is not None:
+            out["crds_bytes"] = self.crds.counters["bytes"]
+            out["crds_attempts"] = self.crds.counters["attempts"]
         return out
 
     @counters.setter
@@ -175,12 +207,20 @@ class Sources(Fetcher):
             tier.close()
         if self._cloud is not None:
             self._cloud.close()
+        if self.crds is not None:
+            self.crds.close()
 
     # -- the routed operations ---------------------------------------------------------------
+
+    def _reference(self, dataURI: str) -> CrdsFetcher | None:
+        """The CRDS fetcher when `dataURI` is a reference file's."""
+        return self.crds if self.crds is not None and crds.is_crds_uri(dataURI) else None
 
     async def head(
         self, dataURI: str, *, retry: bool = True, size: int | None = None
     ) -> RemoteInfo:
+        if (reference := self._reference(dataURI)) is not None:
+            return await reference.head(dataURI, retry=retry, size=size)
         if await self._in_cloud(dataURI):
             try:
                 assert self._cloud is not None
@@ -199,6 +239,10 @@ class Sources(Fetcher):
         expected: RemoteInfo | None = None,
         size: int | None = None,
     ) -> tuple[list[memoryview], RemoteInfo]:
+        if (reference := self._reference(dataURI)) is not None:
+            return await reference.get_range_split(
+                dataURI, start, end, piece_size, expected=expected, size=size
+            )
         if await self._in_cloud(dataURI):
             try:
                 assert self._cloud is not None
@@ -227,6 +271,18 @@ class Sources(Fetcher):
         return await super().get_range_split(
             dataURI, start, end, piece_size, expected=expected, size=size
         )
+
+    async def get_whole(
+        self,
+        dataURI: str,
+        sink: Callable[[int, bytes, RemoteInfo], Awaitable[None]],
+        *,
+        expected: RemoteInfo | None = None,
+        size: int | None = None,
+    ) -> RemoteInfo:
+        if (reference := self._reference(dataURI)) is not None:
+            return await reference.get_whole(dataURI, sink, expected=expected, size=size)
+        return await super().get_whole(dataURI, sink, expected=expected, size=size)
 
     # -- the site cache tier -----------------------------------------------------------------
 

@@ -15,13 +15,16 @@ from dataclasses import dataclass, replace
 from mastfs import selection as sel_mod
 from mastfs import tree as tree_mod
 from mastfs import views
+from mastfs.calibration import Calibration
 from mastfs.model import Product, User
+from mastfs.references import References
 
 
 @dataclass(frozen=True)
 class Snapshot:
     generation: int
     selection: sel_mod.Selection
+    # The selected rows, then the reference files they name (`references/`, when shown).
     selected: list[Product]
     tree: tree_mod.Tree
     summary: sel_mod.Summary
@@ -53,6 +56,8 @@ class MountState:
         self._lock = threading.Lock()
         self._manifest_key: tuple[int, int] = (-1, -1)
         self._manifest = b""
+        # The calibration references found for the products (`--references`), None without.
+        self.calibration: Calibration | None = None
         self.snapshot = self._build(selection, generation=1)
 
     def can_read(self, product: Product) -> bool:
@@ -60,11 +65,28 @@ class MountState:
 
     def _build(self, selection: sel_mod.Selection, generation: int) -> Snapshot:
         selected = sel_mod.select(self.available, selection)
-        tree = tree_mod.build_tree(selected, self.layout)
-        summary = sel_mod.summarize(self.available, selected, self.can_read)
+        available = self.available
+        if self.calibration is not None:
+            refs = self.calibration.for_selection(selected)
+            tree = tree_mod.build_tree(selected, self.layout, references=refs)
+            available = [*available, *self.calibration.files.values()]
+            selected = [*selected, *refs]
+        else:
+            tree = tree_mod.build_tree(selected, self.layout)
+        summary = sel_mod.summarize(available, selected, self.can_read)
         csv = views.selection_csv(selected, tree)
         mtime = max((p.mtime for p in selected), default=0.0)
         return Snapshot(generation, selection, selected, tree, summary, csv, mtime)
+
+    def add_calibration(self, calibration: Calibration) -> Snapshot:
+        """Show the reference files `calibration` found, with the products naming them (before
+        the mount serves: the new tree is swapped in as a re-selection would be)."""
+        self.calibration = calibration
+        return self.reselect(self.snapshot.selection)
+
+    def references_of(self, dataURI: str) -> References | None:
+        """What a product's primary header names, when references are shown and it was read."""
+        return self.calibration.named.get(dataURI) if self.calibration is not None else None
 
     def reselect(self, selection: sel_mod.Selection) -> Snapshot:
         """Compute the new snapshot (slow for big programs) and swap it in at once."""
@@ -108,8 +130,9 @@ class MountState:
             if key == self._manifest_key:
                 return self._manifest
             errors = dict(self._errors)
+        notes = self.calibration.notes() if self.calibration is not None else []
         body = views.manifest_html(
-            snap.selected, snap.tree, snap.summary, self.user, self.can_read, errors
+            snap.selected, snap.tree, snap.summary, self.user, self.can_read, errors, notes=notes
         )
         with self._lock:
             if snap is self.snapshot:

@@ -5,7 +5,8 @@ nested downloads and of astroquery's `mastDownload/`, with DATASET the product r
 A file listed under several datasets (association, pool and guide-star files are shared) is one
 inode linked from each folder, like a hard link; rows equal in (`dataURI`, folder) collapse.
 FLAT puts each distinct `dataURI` once at the root. `manifest.html` and `selection.csv` sit at
-the root in both layouts.
+the root in both layouts, and so does `references/` when the mount shows calibration reference
+files (`--references`): one file per reference, however many products name it.
 
 Inodes are deterministic so that a file keeps its inode across re-selections and remounts (an
 open handle survives a re-selection): the root is 1, the two virtual files 2 and 3, a product's
@@ -50,6 +51,9 @@ HEADERS = "headers"
 HEADERS_INODE = 4
 HEADER_SUFFIX = ".txt"
 RESERVED = (*VIRTUAL_FILES, HEADERS)
+# The calibration reference files the products name (`calibration.py`), when shown.
+REFERENCES = "references"
+REFERENCES_INODE = 5
 
 FIRST_HASHED_INODE = 1000
 _INODE_SPAN = 2**63 - FIRST_HASHED_INODE
@@ -301,15 +305,24 @@ class Tree:
         return self._beneath[inode]
 
 
-def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -> Tree:
+def build_tree(
+    selected: Sequence[Product],
+    layout: str,
+    headers: bool = True,
+    references: Sequence[Product] = (),
+) -> Tree:
     """The tree of `selected` rows in `layout` ("nested" or "flat"), with the `headers/`
-    mirror of its FITS products unless `headers` is false."""
+    mirror of its FITS products unless `headers` is false, and the `references` (calibration
+    reference files, not mirrored in `headers/`) in `references/` when there are any."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     tree = Tree(layout)
     products = tree._products
     for p in selected:
         products.setdefault(p.dataURI, p)
+    # A reference is shown in references/ only, even if a query row had its URI.
+    refs = {r.dataURI: r for r in references if r.dataURI not in products}
+    reserved = (*RESERVED, REFERENCES) if refs else RESERVED
 
     # One link per (dataURI, folder), in input order; FLAT has the root as its only folder.
     links: dict[tuple[str, str, str], None] = {}
@@ -320,7 +333,7 @@ def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -
     for uri, coll, obs in links:
         members.setdefault((coll, obs), []).append(uri)
 
-    keys = [_file_key(uri) for uri in products]
+    keys = [_file_key(uri) for uri in (*products, *refs)]
     missions: dict[str, list[str]] = {}
     if layout == NESTED:
         for coll, obs in members:
@@ -332,7 +345,7 @@ def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -
     if layout == NESTED:
         keys += [_header_dir_key(c, o) for c, o in members] + [_header_dir_key(c) for c in missions]
     inodes = _assign_inodes(keys)
-    tree._file_inodes = {uri: inodes[_file_key(uri)] for uri in products}
+    tree._file_inodes = {uri: inodes[_file_key(uri)] for uri in (*products, *refs)}
 
     tree._entries[ROOT_INODE] = Entry(ROOT_INODE, "", True)
     tree._children[ROOT_INODE] = {}
@@ -344,7 +357,7 @@ def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -
     folders: dict[tuple[str, str], tuple[int, str]] = {("", ""): (ROOT_INODE, "")}
     folder_names: dict[tuple[str, str], tuple[str, str]] = {}
     if layout == NESTED:
-        mission_names = _assign_names(((c, c) for c in missions), reserved=RESERVED)
+        mission_names = _assign_names(((c, c) for c in missions), reserved=reserved)
         for coll, datasets in missions.items():
             m_inode, m_name = inodes[_dir_key(coll)], mission_names[coll]
             tree._add(ROOT_INODE, Entry(m_inode, m_name, True))
@@ -357,9 +370,9 @@ def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -
 
     file_names: dict[tuple[str, str], dict[str, str]] = {}
     for folder, uris in members.items():
-        reserved = RESERVED if folders[folder][0] == ROOT_INODE else ()
         file_names[folder] = _assign_names(
-            ((u, products[u].productFilename) for u in uris), reserved
+            ((u, products[u].productFilename) for u in uris),
+            reserved if folders[folder][0] == ROOT_INODE else (),
         )
 
     # In input order, so that a product's first path (and canonical entry) is its first row's.
@@ -371,8 +384,22 @@ def build_tree(selected: Sequence[Product], layout: str, headers: bool = True) -
         tree._row_paths[(uri, coll, obs)] = prefix + name
     if headers:
         _add_headers(tree, links, inodes, file_names, folder_names)
+    if refs:
+        _add_references(tree, refs)
     tree._finish()
     return tree
+
+
+def _add_references(tree: Tree, refs: dict[str, Product]) -> None:
+    """`references/`: each reference file once, under its (sanitised) name."""
+    tree._add(ROOT_INODE, Entry(REFERENCES_INODE, REFERENCES, True))
+    names = _assign_names((uri, r.productFilename) for uri, r in refs.items())
+    for uri, ref in refs.items():
+        tree._products[uri] = ref
+        path = f"{REFERENCES}/{names[uri]}"
+        tree._add(REFERENCES_INODE, Entry(tree._file_inodes[uri], names[uri], False, product=ref))
+        tree._paths[uri] = [path]
+        tree._row_paths[(uri, ref.obs_collection, ref.obs_id)] = path
 
 
 def _add_headers(

@@ -146,8 +146,10 @@ def manifest_html(
     can_read: Callable[[Product], bool],
     errors: Mapping[str, str],
     generated: str | None = None,
+    notes: Sequence[str] = (),
 ) -> bytes:
-    """The manifest: one row per (dataset, file) in input order, duplicates after the first."""
+    """The manifest: one row per (dataset, file) in input order, duplicates after the first;
+    `notes` (what the mount could not show, e.g. missing reference files) after the summary."""
     e = html.escape
     who = user.display_name if user is not None else ANONYMOUS
     parts = [
@@ -163,6 +165,7 @@ def manifest_html(
         f'<p class="summary">{e(format_summary(summary, user))}</p>',
         f"<p>Folder organization: {e(tree.layout.upper())}. Logged in user: {e(who)}.</p>",
     ]
+    parts += [f'<p class="note">{e(note)}</p>' for note in notes]
     if generated:
         parts.append(f"<p>Generated {e(generated)}.</p>")
     parts += [

@@ -2,7 +2,10 @@
 
 The root carries the mount's own attributes (`user.mastfs.*`): `mastfs select` sets and reads
 them, `fs.py` answers them. Every product carries the basket's "File Details" under
-`user.mast.`. Pure: no I/O, no FUSE.
+`user.mast.`; with `--references`, a product whose primary header names CRDS reference files
+also carries `user.mast.references` (their names, comma-separated, in header order: each is
+`references/NAME` in the mount) and `user.mast.crds_context` (`jwst_1241.pmap`). Pure: no I/O,
+no FUSE.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from mastfs.model import Product
+from mastfs.references import References
 from mastfs.selection import product_level
 
 log = logging.getLogger(__name__)
@@ -29,8 +33,11 @@ XATTR_CACHED = b"user.mastfs.cached"
 XATTR_PREFIX = "user.mast."
 
 
-def product_xattrs(p: Product, readable: bool) -> dict[str, str]:
-    """The basket's "File Details", as `user.mast.*` extended attributes."""
+def product_xattrs(
+    p: Product, readable: bool, references: References | None = None
+) -> dict[str, str]:
+    """The basket's "File Details", as `user.mast.*` extended attributes, and the reference
+    files the product's header names, when they were looked for."""
     values = {
         "uri": p.dataURI,
         "dataset": p.obs_id,
@@ -53,6 +60,9 @@ def product_xattrs(p: Product, readable: bool) -> dict[str, str]:
         "dataproduct_type": p.dataproduct_type,
         "project": p.project,
     }
+    if references is not None:
+        values["references"] = ",".join(dict.fromkeys(references.files.values()))
+        values["crds_context"] = references.context or ""
     return {XATTR_PREFIX + k: v for k, v in values.items() if v != ""}
 
 

@@ -32,6 +32,8 @@ PURE = {
     "mastfs.progress": {"mastfs.selection"},
     "mastfs.fitsheaders": set(),
     "mastfs.references": {"mastfs.fitsheaders"},
+    "mastfs.crds": {"mastfs.references"},
+    "mastfs.calibration": {"mastfs.crds", "mastfs.model", "mastfs.references"},
     "mastfs.datacache": set(),
     "mastfs.cloud": set(),
     # The block cache's pure parts: block arithmetic, the readahead policy, the LRU, counters.
