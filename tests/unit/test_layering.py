@@ -26,7 +26,7 @@ PURE = {
     "mastfs.selection": {"mastfs.model", "mastfs.jsregex"},
     "mastfs.tree": {"mastfs.model"},
     "mastfs.views": {"mastfs.model", "mastfs.selection", "mastfs.tree"},
-    "mastfs.xattrs": {"mastfs.model", "mastfs.selection"},
+    "mastfs.xattrs": {"mastfs.model", "mastfs.selection", "mastfs.references"},
     "mastfs.ownership": set(),
     "mastfs.safetext": set(),
     "mastfs.progress": {"mastfs.selection"},
