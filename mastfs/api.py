@@ -25,6 +25,7 @@ from pathlib import Path
 from mastfs import cli
 from mastfs.archive import Query
 from mastfs.archive_http import Limits
+from mastfs.crds import CrdsServer
 from mastfs.selection import Selection
 
 QUERY_OPTIONS = frozenset(
@@ -53,8 +54,10 @@ READER_OPTIONS = (
     | LIMIT_OPTIONS
     | {"server", "resolver", "token_file", "cache_dir", "layout", "cache_size", "metadata_ttl"}
 )
+# The calibration references (`references/`): `mastfs.mounted` and `selection_table` take them.
+REFERENCE_OPTIONS = frozenset({"references", "crds_server"})
 # `mastfs.mounted` takes these too; not `foreground`, which would never return.
-MOUNT_OPTIONS = READER_OPTIONS | {
+MOUNT_OPTIONS = READER_OPTIONS | REFERENCE_OPTIONS | {
     "readahead_kb",
     "allow_other",
     "uid",
@@ -137,9 +140,20 @@ def mount_args(options: Mapping[str, object]) -> argparse.Namespace:
         cli.query_from_args(args)
         cli.selection_from_args(args)
         cli.server_from_args(args)
+        cli.crds_from_args(args)
     except cli.UsageError as exc:
         raise ValueError(_python_names(str(exc))) from None
     return args
+
+
+def crds_settings(options: Mapping[str, object]) -> dict[str, CrdsServer] | None:
+    """The CRDS servers of `references=True` (None without), `crds_server` checked as the CLI
+    checks `--crds-server`; `ValueError` naming a bad one."""
+    args = parse(options, REFERENCE_OPTIONS)
+    try:
+        return cli.crds_from_args(args)
+    except cli.UsageError as exc:
+        raise ValueError(_python_names(str(exc))) from None
 
 
 def reader_settings(options: Mapping[str, object]) -> Settings:

@@ -116,19 +116,41 @@ def selection_table(**options: Any) -> Any:
         t[t["Suffix"] == "_x1dints"]["Path", "Size"]
 
     `options` are those of `mastfs ls` (query, selection, `server`, `token_file`,
-    `cache_dir`, `layout`, limits); a bad one is a `ValueError` naming it, a query that
-    cannot be answered an `OSError` with one line.
+    `cache_dir`, `layout`, limits, `references`, `crds_server`); a bad one is a `ValueError`
+    naming it, a query that cannot be answered an `OSError` with one line. With
+    `references=True` the reference files the selected products name are rows too (category
+    CALIBRATION, Path `references/NAME`).
     """
     from astropy.table import Table
 
-    from mastfs.fsspec_fs import private_cache_dir, query_session
+    from mastfs.fsspec_fs import _LogProgress, private_cache_dir, query_session
 
-    settings = api.reader_settings(options)
+    wanted = {k: v for k, v in options.items() if k in api.REFERENCE_OPTIONS}
+    servers = api.crds_settings(wanted)
+    settings = api.reader_settings({k: v for k, v in options.items() if k not in wanted})
     if settings.query is None:
         raise ValueError("no query given: pass program=, target=, collection=, ...")
     private_cache_dir(settings.cache_dir)
+
+    async def run() -> Any:
+        session = await query_session(settings)
+        if servers is not None:
+            from mastfs.discovery import references_of_session
+
+            await references_of_session(
+                session.state,
+                server=settings.server,
+                token=settings.token,
+                cache_dir=settings.cache_dir,
+                servers=servers,
+                reporter=_LogProgress(),
+                timeout=settings.limits.timeout,
+                cache_size=settings.cache_size,
+            )
+        return session
+
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mastfs-query") as pool:
-        session = pool.submit(lambda: trio.run(query_session, settings)).result()
+        session = pool.submit(lambda: trio.run(run)).result()
     state = session.state
     snap = state.snapshot
     rows = selection_rows(snap.selected, snap.tree)
