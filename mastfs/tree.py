@@ -309,11 +309,11 @@ def build_tree(
     selected: Sequence[Product],
     layout: str,
     headers: bool = True,
-    references: Sequence[Product] = (),
+    references: Sequence[Product] | None = None,
 ) -> Tree:
     """The tree of `selected` rows in `layout` ("nested" or "flat"), with the `headers/`
-    mirror of its FITS products unless `headers` is false, and the `references` (calibration
-    reference files, not mirrored in `headers/`) in `references/` when there are any."""
+    mirror of its FITS products unless `headers` is false, and, unless `references` is None,
+    `references/` holding them (calibration reference files, not mirrored in `headers/`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     tree = Tree(layout)
@@ -321,8 +321,8 @@ def build_tree(
     for p in selected:
         products.setdefault(p.dataURI, p)
     # A reference is shown in references/ only, even if a query row had its URI.
-    refs = {r.dataURI: r for r in references if r.dataURI not in products}
-    reserved = (*RESERVED, REFERENCES) if refs else RESERVED
+    refs = {r.dataURI: r for r in references or () if r.dataURI not in products}
+    reserved = RESERVED if references is None else (*RESERVED, REFERENCES)
 
     # One link per (dataURI, folder), in input order; FLAT has the root as its only folder.
     links: dict[tuple[str, str, str], None] = {}
@@ -384,7 +384,7 @@ def build_tree(
         tree._row_paths[(uri, coll, obs)] = prefix + name
     if headers:
         _add_headers(tree, links, inodes, file_names, folder_names)
-    if refs:
+    if references is not None:
         _add_references(tree, refs)
     tree._finish()
     return tree

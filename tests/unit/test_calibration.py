@@ -168,7 +168,9 @@ def test_tree_has_one_file_per_reference(layout: str) -> None:
     assert tree.lookup_path("headers/references") is None
     assert sorted(tree.inodes()) == sorted([*plain.inodes(), REFERENCES_INODE,
                                             *(tree.inode_of(r.dataURI) for r in refs)])  # fmt: skip
-    assert build_tree(products, layout, references=[]).lookup(ROOT_INODE, REFERENCES) is None
+    # Shown (empty) whenever references are: none found is not the same as none asked for.
+    assert build_tree(products, layout, references=[]).children(REFERENCES_INODE) == ()
+    assert build_tree(products, layout).lookup(ROOT_INODE, REFERENCES) is None
 
 
 def test_a_product_named_references_steps_aside_only_when_references_are_shown() -> None:
