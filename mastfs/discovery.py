@@ -104,6 +104,9 @@ async def _read_headers(
     parallel: int,
 ) -> _Scan:
     scan = _Scan(len(products))
+    # Each read waits in a worker thread of the cache's fetcher: as many more as the reads.
+    limiter = trio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(limiter.total_tokens, 40 + parallel)
     send, receive = trio.open_memory_channel[Product](math.inf)
     for p in products:
         send.send_nowait(p)
