@@ -7,11 +7,13 @@ not depend on where in the catalog it is built.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mastfs.sim.content import CardValue, Image, Recipe, Table, hash_text
+from mastfs.sim import crds
+from mastfs.sim.content import CardValue, Image, Recipe, Table, hash_text, recipe_size
 
 Cards = tuple[tuple[str, CardValue], ...]
 
@@ -108,16 +110,38 @@ def jwst_fits(
     hdus: Iterable[Image | Table],
     size: int = 0,
 ) -> Recipe:
-    """A JWST FITS file; its ASDF extension has a name-dependent width, or absorbs `size`."""
+    """A JWST FITS file; its ASDF extension has a name-dependent width, or absorbs `size`.
+
+    A calibrated product's header also names its CRDS context and references (`crds.py`).
+    """
     width = 0 if size else 2000 + seed(filename) % 30000
-    return Recipe(
+    cards = _jwst_cards(p, e, filename, datamodl)
+    recipe = Recipe(
         fmt="fits",
         style=style,
         seed=seed(filename),
-        cards=_jwst_cards(p, e, filename, datamodl),
+        cards=cards,
         hdus=(*hdus, Table("ASDF", "asdf", 1, npix=width)),
         size=size,
     )
+    calibration = crds.calibration(dict(cards))
+    if calibration is None:
+        return recipe
+    calibrated = dataclasses.replace(
+        recipe,
+        cards=cards + calibration.cards(),
+        comments=tuple((k, crds.COMMENTS[k]) for k, _ in calibration.cards()),
+    )
+    if size:
+        return calibrated
+    # The ASDF extension gives up the header block the calibration cards take, where it is
+    # wide enough: a product's size does not depend on how many references it names.
+    kept = dataclasses.replace(calibrated, size=recipe_size(recipe))
+    try:
+        recipe_size(kept)
+    except ValueError:
+        return calibrated
+    return kept
 
 
 @dataclass(frozen=True)
