@@ -43,10 +43,10 @@ from mastfs.sim.api_downloads import (
     parse_range,
     quoted_etag,
 )
+from mastfs.sim.crds_files import CrdsFiles
 from mastfs.sim.dispatch import Handler
 from mastfs.sim.faults import Faults
 from mastfs.sim.handler import MAX_REQUEST_BODY, SLOW_CHUNK
-from mastfs.sim.crds_files import CrdsFiles
 from mastfs.sim.hosts import FilesHandler, ResolverHandler
 from mastfs.sim.portal import Portal
 from mastfs.sim.stats import Stats
