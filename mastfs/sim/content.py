@@ -408,6 +408,11 @@ def _header_len(ncards: int) -> int:
     return -(-(ncards + 1) * 80 // FITS_BLOCK) * FITS_BLOCK
 
 
+def primary_header_len(ncards: int) -> int:
+    """Bytes of the primary header of a FITS recipe with `ncards` cards (and ours: SIMPLE...)."""
+    return _header_len(ncards + 6)
+
+
 def _padded(n: int) -> int:
     return -(-n // FITS_BLOCK) * FITS_BLOCK
 
@@ -593,7 +598,7 @@ def _fit_asdf(recipe: Recipe) -> tuple[Recipe, int]:
     last = recipe.hdus[-1] if recipe.hdus else None
     if not isinstance(last, Table) or last.kind != "asdf":
         raise ValueError("a FITS size target needs a trailing ASDF extension")
-    used = _header_len(len(recipe.cards) + 6)
+    used = primary_header_len(len(recipe.cards))
     for hdu in recipe.hdus[:-1]:
         used += _hdu_len(hdu)
     probe = dataclasses.replace(last, npix=1)
@@ -1144,7 +1149,7 @@ def recipe_size(recipe: Recipe) -> int:
         if recipe.size:
             _fit_asdf(recipe)  # validates that the target is reachable
             return recipe.size
-        total = _header_len(len(recipe.cards) + 6)
+        total = primary_header_len(len(recipe.cards))
         for hdu in recipe.hdus:
             total += _hdu_len(hdu)
         return total

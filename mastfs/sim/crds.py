@@ -13,6 +13,7 @@ same file, as real products do. Pure: the CRDS host (`crds_files.py`) rebuilds t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -163,7 +164,7 @@ class Reference:
     reftype: str  # lower case: dark, flat, ...
     selection: tuple[tuple[str, str], ...]  # (SELECTOR, value) in SELECTORS order
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         values = "|".join(f"{k}={v}" for k, v in self.selection)
         serial = 1 + hash_text(f"{self.instrument}|{self.reftype}|{values}") % 999
@@ -183,7 +184,9 @@ class Calibration:
     context: str
     references: tuple[tuple[str, Reference | None], ...]
 
+    @functools.cached_property
     def cards(self) -> tuple[tuple[str, CardValue], ...]:
+        """The header cards, in order: CRDS_VER, CRDS_CTX, then the R_* keywords."""
         out: list[tuple[str, CardValue]] = [
             ("CRDS_VER", CONTEXTS[self.context]),
             ("CRDS_CTX", self.context),
@@ -191,6 +194,11 @@ class Calibration:
         for keyword, ref in self.references:
             out.append((keyword, NOT_APPLICABLE if ref is None else f"crds://{ref.name}"))
         return tuple(out)
+
+    @functools.cached_property
+    def comments(self) -> tuple[tuple[str, str], ...]:
+        """The cards' comments, by keyword."""
+        return tuple((k, COMMENTS[k]) for k, _ in self.cards)
 
 
 # Card comments, as the pipeline writes them.
@@ -203,12 +211,19 @@ COMMENTS: dict[str, str] = {
 
 def stage_types(filename: str, exp_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(types used, types written as 'N/A') for the product `filename` of mode `exp_type`."""
-    mode = MODES.get("FGS" if exp_type.startswith("FGS_") else exp_type)
-    stem = filename.rsplit(".", 1)[0]
-    suffix = stem.rsplit("_", 1)[-1]
-    if mode is None or not filename.endswith(".fits"):
+    if not filename.endswith(".fits"):
         return (), ()
-    if _LEVEL3.match(filename):
+    suffix = filename.removesuffix(".fits").rsplit("_", 1)[-1]
+    return _stage_types(bool(_LEVEL3.match(filename)), suffix, exp_type)
+
+
+def _stage_types(
+    level3: bool, suffix: str, exp_type: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    mode = MODES.get("FGS" if exp_type.startswith("FGS_") else exp_type)
+    if mode is None:
+        return (), ()
+    if level3:
         return tuple((mode.stage3 or {}).get(suffix, ())), ()
     if suffix in ("rate", "rateints"):
         return mode.detector1, mode.unused
@@ -231,14 +246,29 @@ def calibration(header: Mapping[str, CardValue]) -> Calibration | None:
     INSTRUME, EXP_TYPE and the selectors; NIRSpec's GRATING stands for PUPIL); None for a
     product no pipeline stage with references made."""
     filename = str(header.get("FILENAME", ""))
-    exp_type = str(header.get("EXP_TYPE", ""))
-    used, unused = stage_types(filename, exp_type)
-    if not used:
+    if not filename.endswith(".fits"):
         return None
     values = {k: str(header[k]) for k in SELECTORS if k in header}
     if "PUPIL" not in values and "GRATING" in header:
         values["PUPIL"] = str(header["GRATING"])
-    instrume = str(header.get("INSTRUME", ""))
+    return _calibration(
+        bool(_LEVEL3.match(filename)),
+        filename.removesuffix(".fits").rsplit("_", 1)[-1],
+        str(header.get("INSTRUME", "")),
+        tuple(sorted(values.items())),
+    )
+
+
+# Products of one mode, stage and selection share their calibration (thousands in a program).
+@functools.lru_cache(maxsize=4096)
+def _calibration(
+    level3: bool, suffix: str, instrume: str, selection: tuple[tuple[str, str], ...]
+) -> Calibration | None:
+    values = dict(selection)
+    exp_type = values.get("EXP_TYPE", "")
+    used, unused = _stage_types(level3, suffix, exp_type)
+    if not used:
+        return None
     refs: dict[str, Reference | None] = {}
     for reftype in used:
         refs[REFTYPES[reftype].keyword] = reference(instrume, reftype, values)

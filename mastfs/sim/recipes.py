@@ -7,13 +7,20 @@ not depend on where in the catalog it is built.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mastfs.sim import crds
-from mastfs.sim.content import CardValue, Image, Recipe, Table, hash_text, recipe_size
+from mastfs.sim.content import (
+    FITS_BLOCK,
+    CardValue,
+    Image,
+    Recipe,
+    Table,
+    hash_text,
+    primary_header_len,
+)
 
 Cards = tuple[tuple[str, CardValue], ...]
 
@@ -116,32 +123,26 @@ def jwst_fits(
     """
     width = 0 if size else 2000 + seed(filename) % 30000
     cards = _jwst_cards(p, e, filename, datamodl)
-    recipe = Recipe(
+    calibration = crds.calibration(dict(cards))
+    comments: tuple[tuple[str, str], ...] = ()
+    if calibration is not None:
+        grown = primary_header_len(len(cards) + len(calibration.cards))
+        # The ASDF extension gives up the header block the calibration cards take, where it
+        # is wide enough: most sizes do not depend on how many references a file names.
+        room = -(-width // FITS_BLOCK) * FITS_BLOCK - (grown - primary_header_len(len(cards)))
+        if width and room >= 256:
+            width = room
+        cards += calibration.cards
+        comments = calibration.comments
+    return Recipe(
         fmt="fits",
         style=style,
         seed=seed(filename),
         cards=cards,
         hdus=(*hdus, Table("ASDF", "asdf", 1, npix=width)),
         size=size,
+        comments=comments,
     )
-    calibration = crds.calibration(dict(cards))
-    if calibration is None:
-        return recipe
-    calibrated = dataclasses.replace(
-        recipe,
-        cards=cards + calibration.cards(),
-        comments=tuple((k, crds.COMMENTS[k]) for k, _ in calibration.cards()),
-    )
-    if size:
-        return calibrated
-    # The ASDF extension gives up the header block the calibration cards take, where it is
-    # wide enough: a product's size does not depend on how many references it names.
-    kept = dataclasses.replace(calibrated, size=recipe_size(recipe))
-    try:
-        recipe_size(kept)
-    except ValueError:
-        return calibrated
-    return kept
 
 
 @dataclass(frozen=True)
