@@ -65,7 +65,12 @@ def control(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
         }
         h.send_json(200, answer)
     elif path == "/__sim/health":
-        urls = {"url": sim.url, "files_url": sim.files_url, "resolver_url": sim.resolver_url}
+        urls = {
+            "url": sim.url,
+            "files_url": sim.files_url,
+            "resolver_url": sim.resolver_url,
+            "crds_url": sim.crds_url,
+        }
         h.send_json(200, {"status": "OK", **urls})
     else:
         h.send_json(404, error_body(f"unknown control endpoint {method} {path}"))

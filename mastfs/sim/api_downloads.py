@@ -154,10 +154,21 @@ def download(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
     serve_file(h, req.method, uri, h.sim.file(uri))
 
 
-def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None:
-    """Answer a request for the bytes of `uri` (also the directory view's file links and the
-    second host's `/url/` files, `hosts.py`)."""
+def note_token_elsewhere(h: BaseHandler, uri: str) -> None:
+    """Count a request for `uri` at a host other than the archive that carries a MAST token
+    or any `Authorization`: a leak, whatever the answer."""
+    if h.host_name != "archive" and (h.headers.get("Authorization") or auth_token(h)):
+        h.sim.stats.mark_token_elsewhere(uri)
+
+
+def serve_file(
+    h: BaseHandler, method: str, uri: str, f: SimFile | None, mime: str | None = None
+) -> None:
+    """Answer a request for the bytes of `uri` (also the directory view's file links, the
+    second host's `/url/` files, `hosts.py`, and the CRDS host's, `api_crds.py`); `mime`: the
+    Content-Type, if not the file name's."""
     sim = h.sim
+    note_token_elsewhere(h, uri)
     plan = sim.faults.plan(uri, True)
     if plan.latency:
         time.sleep(plan.latency)
@@ -169,11 +180,7 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
         h.send_json(404, error_body(f"File not found: {uri}"), uri=uri)
         return
     manners = sim.faults.settings
-    elsewhere = h.host_name != "archive"
-    if elsewhere:
-        if auth_token(h) is not None:
-            sim.stats.mark_token_elsewhere(uri)
-    else:
+    if h.host_name == "archive":
         if manners.url_redirect and is_url_product(uri) and sim.files_url:
             location = sim.files_url + url_path(uri)
             h.send_json(302, error_body("found elsewhere"), [("Location", location)], uri=uri)
@@ -184,14 +191,14 @@ def serve_file(h: BaseHandler, method: str, uri: str, f: SimFile | None) -> None
             extra = [("WWW-Authenticate", 'Bearer realm="mast"')] if status == 401 else []
             h.send_json(status, error_body(msg), extra, uri=uri)
             return
-    ignore_range = plan.ignore_range or (elsewhere and manners.redirect_ignores_range)
+    ignore_range = plan.ignore_range or (h.host_name == "files" and manners.redirect_ignores_range)
     has_etag = not (manners.no_etag and manners.no_etag in uri)
     no_length = bool(manners.no_length and manners.no_length in uri)
 
     size = f.size
     etag = quoted_etag(f.etag) if has_etag else None
     headers = [
-        ("Content-Type", content_type(f.filename)),
+        ("Content-Type", mime or content_type(f.filename)),
         ("Accept-Ranges", "none" if ignore_range else "bytes"),
         *([("ETag", etag)] if etag else []),
         ("Last-Modified", http_date(f.last_modified)),

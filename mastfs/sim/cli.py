@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--other-host",
-        help="address of the files and resolver hosts (default 127.0.0.2 on loopback)",
+        help="address of the files, resolver and CRDS hosts (default 127.0.0.2 on loopback)",
     )
     f = p.add_argument_group("faults (all off by default; also settable via POST /__sim/faults)")
     f.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"mastfs sim: MAST archive simulator on {server.url} "
             f"({len(server.catalog.observations)} observations, profile {args.profile}); "
-            f"files host {server.files_url}, resolver {server.resolver_url}; tokens: {tokens}. "
+            f"files host {server.files_url}, resolver {server.resolver_url}, "
+            f"CRDS {server.crds_url}; tokens: {tokens}. "
             "Ctrl-C stops it.",
             file=sys.stderr,
             flush=True,

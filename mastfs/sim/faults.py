@@ -90,6 +90,8 @@ class FaultSettings:
     burst_length: int = 0
     # ... with `Retry-After: N` (whole seconds), also sent with `error_rate` errors.
     retry_after: int | None = None
+    # The CRDS host (`api_crds.py`) answers every request 503.
+    crds_unavailable: bool = False
 
     def validate(self) -> None:
         if self.latency_ms < 0:
@@ -183,6 +185,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "burst_every": (int,),
     "burst_length": (int,),
     "retry_after": (int,),
+    "crds_unavailable": (bool,),
 }
 _NULLABLE = {
     "reset_after",
@@ -293,10 +296,14 @@ class Faults:
             raise FaultConfigError(
                 f"unknown fault setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELD_TYPES)}"
             )
+        changes = dict(changes)
         for name, value in changes.items():
             if value is None and name in _NULLABLE:
                 continue
             types = _FIELD_TYPES[name]
+            if types == (bool,) and type(value) is int and value in (0, 1):
+                # `--set knob=1` on the command line.
+                changes[name] = value = bool(value)
             # bool is an int subclass; don't let `true` pass as a byte count.
             if isinstance(value, bool) and bool not in types:
                 raise FaultConfigError(f"{name} must be a number, not {value!r}")

@@ -11,7 +11,16 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mastfs.sim.content import CardValue, Image, Recipe, Table, hash_text
+from mastfs.sim import crds
+from mastfs.sim.content import (
+    FITS_BLOCK,
+    CardValue,
+    Image,
+    Recipe,
+    Table,
+    hash_text,
+    primary_header_len,
+)
 
 Cards = tuple[tuple[str, CardValue], ...]
 
@@ -108,15 +117,31 @@ def jwst_fits(
     hdus: Iterable[Image | Table],
     size: int = 0,
 ) -> Recipe:
-    """A JWST FITS file; its ASDF extension has a name-dependent width, or absorbs `size`."""
+    """A JWST FITS file; its ASDF extension has a name-dependent width, or absorbs `size`.
+
+    A calibrated product's header also names its CRDS context and references (`crds.py`).
+    """
     width = 0 if size else 2000 + seed(filename) % 30000
+    cards = _jwst_cards(p, e, filename, datamodl)
+    calibration = crds.calibration(dict(cards))
+    comments: tuple[tuple[str, str], ...] = ()
+    if calibration is not None:
+        grown = primary_header_len(len(cards) + len(calibration.cards))
+        # The ASDF extension gives up the header block the calibration cards take, where it
+        # is wide enough: most sizes do not depend on how many references a file names.
+        room = -(-width // FITS_BLOCK) * FITS_BLOCK - (grown - primary_header_len(len(cards)))
+        if width and room >= 256:
+            width = room
+        cards += calibration.cards
+        comments = calibration.comments
     return Recipe(
         fmt="fits",
         style=style,
         seed=seed(filename),
-        cards=_jwst_cards(p, e, filename, datamodl),
+        cards=cards,
         hdus=(*hdus, Table("ASDF", "asdf", 1, npix=width)),
         size=size,
+        comments=comments,
     )
 
 

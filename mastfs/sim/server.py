@@ -13,8 +13,9 @@ API (routed in `dispatch.py`):
 - directory view (`api_directory.py`): `/files/...`, the same bytes as an autoindex tree;
 - control (`api_control.py`): `/__sim/...`, stats, fault knobs and content changes for tests.
 
-Two more listeners are other hosts (`hosts.py`): `files_url` serves `mast:<MISSION>/url/...`
-products (the archive redirects there under `url_redirect`), `resolver_url` the SANTA resolver.
+Three more listeners are other hosts (`hosts.py`): `files_url` serves `mast:<MISSION>/url/...`
+products (the archive redirects there under `url_redirect`), `resolver_url` the SANTA resolver,
+`crds_url` the CRDS reference files the JWST products name (`api_crds.py`, `crds_files.py`).
 
 Requests in absolute form (`GET http://host/path`) are served as if addressed to this server,
 so a client whose hard-coded host (astroquery's SANTA resolver) cannot be configured can reach
@@ -31,6 +32,7 @@ import time
 from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from mastfs.sim.api_crds import CrdsHandler
 from mastfs.sim.api_directory import Listing
 from mastfs.sim.api_downloads import (
     CHUNK,
@@ -41,6 +43,7 @@ from mastfs.sim.api_downloads import (
     parse_range,
     quoted_etag,
 )
+from mastfs.sim.crds_files import CrdsFiles
 from mastfs.sim.dispatch import Handler
 from mastfs.sim.faults import Faults
 from mastfs.sim.handler import MAX_REQUEST_BODY, SLOW_CHUNK
@@ -98,10 +101,13 @@ class SimServer:
         self.portal = Portal(
             catalog, catalog_module.OBSERVATION_FIELDS, catalog_module.PRODUCT_FIELDS
         )
+        # The CRDS host's reference files and contexts.
+        self.crds = CrdsFiles(catalog.files())
         self.url = ""
-        # The second host (`/url/` products) and the resolver's, valid after `start()`.
+        # The second host (`/url/` products), the resolver's and CRDS's, valid after `start()`.
         self.files_url = ""
         self.resolver_url = ""
+        self.crds_url = ""
         self.other_host = other_host
         self._others: list[tuple[_HTTPServer, threading.Thread]] = []
         self._changed: dict[str, SimFile] = {}
@@ -128,11 +134,13 @@ class SimServer:
         other = self.other_host or ("127.0.0.2" if host == "127.0.0.1" else host)
         self.files_url = self._start_other(other, FilesHandler)
         self.resolver_url = self._start_other(other, ResolverHandler)
+        self.crds_url = self._start_other(other, CrdsHandler)
         log.info(
-            "archive simulator listening on %s (files host %s, resolver %s)",
+            "archive simulator listening on %s (files host %s, resolver %s, CRDS %s)",
             self.url,
             self.files_url,
             self.resolver_url,
+            self.crds_url,
         )
 
     def _start_other(self, host: str, handler: type) -> str:

@@ -89,7 +89,7 @@ class SimControl:
         return settings
 
     def urls(self) -> dict[str, str]:
-        """The archive's URL and its other hosts' (`files_url`, `resolver_url`)."""
+        """The archive's URL and its other hosts' (`files_url`, `resolver_url`, `crds_url`)."""
         return dict(self.http.get("/__sim/health").json())
 
     def change(self, uri: str, generation: int | None = None) -> dict[str, Any]:
