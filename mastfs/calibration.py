@@ -83,10 +83,15 @@ def reference_product(
     server: crds.CrdsServer, name: str, size: int, reftypes: Iterable[str], mtime: float = 0.0
 ) -> Product:
     """The product of one reference file on `server`; `reftypes` are the header keywords that
-    name it (`R_DARK` -> DARK)."""
-    types = sorted({t.upper().removeprefix("R_") for t in reftypes})
-    parts = name.split("_")
-    instrument = parts[1].upper() if len(parts) > 2 and parts[0] == server.observatory else ""
+    name it. Its reference type is the one its name says (`jwst_niriss_readnoise_0120.fits`:
+    READNOISE), else the keywords' (`R_READNO`: READNO; HST names say none)."""
+    parts = name.rsplit(".", 1)[0].split("_")
+    standard = len(parts) == 4 and parts[0] == server.observatory
+    instrument = parts[1].upper() if standard else ""
+    if standard:
+        types = [parts[2].upper()]
+    else:
+        types = sorted({t.upper().removeprefix("R_") for t in reftypes})
     return Product(
         dataURI=crds.reference_uri(server.observatory, name),
         productFilename=name,

@@ -143,6 +143,10 @@ def test_a_shared_reference_is_one_product() -> None:
     assert dark.productType == CATEGORY == "CALIBRATION"
     assert dark.dataRights == "PUBLIC" and dark.obs_collection == "JWST"
     assert dark.instrument_name == "NIRISS" and "DARK" in dark.description
+    noise = reference_product(JWST, "jwst_niriss_readnoise_0120.fits", 1, ["R_READNO"])
+    assert noise.productSubGroupDescription == "READNOISE"
+    hst = reference_product(crds.crds_servers()["HST"], "n9n20182l_drk.fits", 1, ["DARKFILE"])
+    assert hst.productSubGroupDescription == "DARKFILE" and hst.instrument_name == ""
     assert cal.notes() == [
         "1 reference file not in references/ (not on https://jwst-crds.stsci.edu): " + FLAT_REF
     ]
