@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from mastfs import crds
+from mastfs import api, crds
 from mastfs.calibration import CATEGORY, Calibration, reference_product
 from mastfs.fitsheaders import HeaderWalk
 from mastfs.model import Product
@@ -218,3 +218,17 @@ def test_state_views_and_xattrs() -> None:
     assert values["user.mast.crds_context"] == "jwst_1241.pmap"
     assert "user.mast.references" not in product_xattrs(products[3], True, None)
     assert "user.mast.references" not in product_xattrs(a, True)
+
+
+def test_the_python_api_takes_the_options_and_checks_them() -> None:
+    args = api.mount_args({"program": 2734, "references": True, "crds_server": "http://h:1"})
+    assert args.references and args.crds_server == "http://h:1"
+    assert api.to_argv({"references": True, "crds_server": "http://h:1"}) == [
+        "--references",
+        "--crds-server",
+        "http://h:1",
+    ]
+    assert api.crds_settings({}) is None
+    assert api.crds_settings({"references": True})["JWST"].observatory == "jwst"  # type: ignore[index]
+    with pytest.raises(ValueError, match="invalid CRDS server URL 'ftp://h'"):
+        api.mount_args({"program": 2734, "crds_server": "ftp://h"})
