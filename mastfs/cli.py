@@ -510,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  mastfs mount --program 2734 ~/mast/2734\n"
         "  mastfs mount --program 1558 --level 3 --extension fits --layout flat ~/mast/1558\n"
         "  mastfs select ~/mast/2734 --group X1DINTS,CAL\n"
+        "  mastfs mount --program 2734 --references ~/mast/2734   # + CRDS references/\n"
         "  mastfs ls --program 2734 --recommended\n"
         "  mastfs warm ~/mast/2734 --group X1DINTS   # fetch ahead, for offline work\n"
         "  mastfs status ~/mast/2734\n"

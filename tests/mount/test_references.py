@@ -24,6 +24,8 @@ from tests.support.sim import AUTHORIZED_TOKEN, MiB, Sim
 pytestmark = pytest.mark.mount
 
 TIMEOUT = "10"
+# Requests to the CRDS host that carried a MAST token while the module's mount came up.
+AT_MOUNT: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +34,17 @@ def crds_url(sim_control: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def m2734(tmp_path_factory: pytest.TempPathFactory, sim_url: str, crds_url: str) -> Iterator[Mount]:
+def m2734(
+    tmp_path_factory: pytest.TempPathFactory, sim_url: str, crds_url: str, sim_control: Any
+) -> Iterator[Mount]:
     """Mounted with the authorized token: no request to the CRDS host may carry it."""
     cleanup_stale_mounts()
     root = tmp_path_factory.mktemp("refs2734")
     args = ["--program", "2734", "--references", "--crds-server", crds_url, "--timeout", TIMEOUT]
     env = {"MAST_API_TOKEN": AUTHORIZED_TOKEN}
+    sim_control.reset_stats()
     with mounted(root / "mnt", args, root / "cache", server=sim_url, env=env) as m:
+        AT_MOUNT["tokens"] = tokens_at_crds(sim_control)
         yield m
 
 
@@ -112,11 +118,13 @@ def test_astropy_reads_references_as_crds_serves_them(
     )
     done = reads.run_reader([sys.executable, "-c", code], path)
     assert done.returncode == 0 and b"True" in done.stdout, done.stderr
-    # The mount's token went to the archive only.
+    # The mount's token went to the archive only: not with the HEADs of its start, not with
+    # these reads.
+    assert AT_MOUNT["tokens"] == 0
     assert tokens_at_crds(sim) == 0
 
 
-def tokens_at_crds(sim: Sim) -> int:
+def tokens_at_crds(sim: Any) -> int:
     """Requests to the CRDS host that carried a MAST token, since the stats were reset."""
     files = sim.http.get("/__sim/stats").json()["files"]
     assert any(uri.startswith("crds:") for uri in files)
