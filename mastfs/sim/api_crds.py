@@ -42,15 +42,16 @@ def _crds(h: BaseHandler, req: Request, plan: RequestPlan) -> None:
         h.send_json(503, error_body("CRDS is unavailable"), uri=uri, stat="crds")
         return
     if req.method not in ("GET", "HEAD"):
-        h.send_json(405, error_body(f"method {req.method} not allowed"), [("Allow", "GET, HEAD")],
-                    stat="crds")  # fmt: skip
+        allow = [("Allow", "GET, HEAD")]
+        h.send_json(405, error_body(f"method {req.method} not allowed"), allow, stat="crds")
         return
     if uri is None:
         h.send_json(404, error_body(f"no such CRDS file: {req.path}"), stat="crds")
         return
     files = h.sim.crds
-    found = files.reference(observatory, name) if what == "references" else None
-    if what == "mappings":
+    if what == "references":
+        found = files.reference(observatory, name)
+    else:
         found = files.mapping(observatory, name)
     serve_file(h, req.method, uri, found, MIME)
 

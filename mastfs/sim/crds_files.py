@@ -17,9 +17,9 @@ import threading
 from collections.abc import Iterable
 
 from mastfs.sim import crds
-from mastfs.sim.content import Image, Recipe, SimFile, hash_text, make_file
+from mastfs.sim.content import Image, Recipe, SimFile, hash_text, recipe_size
 
-__all__ = ["CrdsFiles", "crds_uri"]
+__all__ = ["CrdsFile", "CrdsFiles", "crds_uri"]
 
 # Detector frames (columns, rows) by instrument and subarray; FULL when SUBARRAY does not select.
 _FULL = {"miri": (1032, 1024)}
@@ -111,22 +111,32 @@ def context_text(context: str) -> tuple[str, ...]:
     return (*header, *selector)
 
 
+class CrdsFile(SimFile):
+    """A file of the CRDS host: a `SimFile` whose `read` gives `bytes`, to compare with what a
+    client received."""
+
+    __slots__ = ()
+
+    def read(self, offset: int, length: int) -> bytes:
+        return bytes(super().read(offset, length))
+
+
 class CrdsFiles:
     """The files of the simulator's CRDS host, by observatory and exact name."""
 
     def __init__(self, products: Iterable[SimFile]) -> None:
         self._products = products
         self._lock = threading.Lock()
-        self._references: dict[str, SimFile] | None = None
-        self._mappings: dict[str, SimFile] = {}
+        self._references: dict[str, CrdsFile] | None = None
+        self._mappings: dict[str, CrdsFile] = {}
 
-    def _index(self) -> dict[str, SimFile]:
+    def _index(self) -> dict[str, CrdsFile]:
         with self._lock:
             if self._references is None:
                 self._references, self._mappings = self._build()
             return self._references
 
-    def _build(self) -> tuple[dict[str, SimFile], dict[str, SimFile]]:
+    def _build(self) -> tuple[dict[str, CrdsFile], dict[str, CrdsFile]]:
         refs: dict[str, crds.Reference] = {}
         contexts: set[str] = set()
         for f in self._products:
@@ -150,16 +160,17 @@ class CrdsFiles:
         return references, mappings
 
     @staticmethod
-    def _file(name: str, recipe: Recipe) -> SimFile:
-        return make_file(
+    def _file(name: str, recipe: Recipe) -> CrdsFile:
+        return CrdsFile(
             uri=crds_uri(crds.OBSERVATORY, name),
             filename=name,
             collection="JWST",
             dataset="references",
-            recipe=recipe,
+            size=recipe_size(recipe),
             last_modified=_USEAFTER_POSIX[hash_text(name) % 3 != 0] + 86400 * 40,
             proposal_id="",
             dataRights="PUBLIC",
+            recipe=recipe,
         )
 
     def names(self, observatory: str) -> list[str]:
@@ -170,13 +181,13 @@ class CrdsFiles:
         self._index()
         return sorted(self._mappings) if observatory == crds.OBSERVATORY else []
 
-    def reference(self, observatory: str, name: str) -> SimFile | None:
+    def reference(self, observatory: str, name: str) -> CrdsFile | None:
         """The reference file `name` exactly, or None."""
         if observatory != crds.OBSERVATORY:
             return None
         return self._index().get(name)
 
-    def mapping(self, observatory: str, name: str) -> SimFile | None:
+    def mapping(self, observatory: str, name: str) -> CrdsFile | None:
         """The context `name` (`jwst_1241.pmap`) exactly, or None."""
         if observatory != crds.OBSERVATORY:
             return None

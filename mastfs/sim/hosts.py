@@ -12,7 +12,8 @@ than the archive, as the real ones are:
   (`GET /Santa-war/query?name=...&outputFormat=json[&resolver=...|&resolveAll=true]`),
   answering `{"resolvedCoordinate": [...], "status": ""}`.
 
-Both take the archive's faults (latency, bandwidth, errors); the resolver is an API call.
+Both take the archive's faults (latency, bandwidth, errors); the resolver is an API call. The
+CRDS host, a third, has a module of its own (`api_crds.py`).
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ class _FileCounters:
     methods: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     resets: int = 0
-    # Requests by the host that answered them ("archive", or "files": the second host).
+    # Requests by the host that answered them ("archive", "files": the second host, "crds").
     hosts: Counter[str] = field(default_factory=Counter)
-    # Requests at a host other than the archive that carried a MAST token.
+    # Requests at a host other than the archive that carried a MAST token or Authorization.
     tokens_elsewhere: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -101,7 +101,8 @@ class Stats:
             c.hosts[host] += 1
 
     def mark_token_elsewhere(self, uri: str) -> None:
-        """A request for `uri` at a host other than the archive carried a MAST token."""
+        """A request for `uri` at a host other than the archive carried a MAST token (or any
+        Authorization)."""
         with self._lock:
             self._file(uri).tokens_elsewhere += 1
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -161,6 +163,37 @@ def test_cli_sets_the_knob() -> None:
     faults = Faults()
     faults.update(_parse_sets(["crds_unavailable=1"]))
     assert faults.settings.crds_unavailable is True
+
+
+def test_cli_prints_the_crds_host() -> None:
+    """`mastfs sim --set crds_unavailable=1`: its startup line names the CRDS host, which is
+    unavailable."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mastfs.sim", "--port", "0", "--set", "crds_unavailable=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        url = child.stdout.readline().strip()
+        line = child.stderr.readline()
+        found = re.search(r"resolver (http://\S+), CRDS (http://[\d.]+:\d+);", line)
+        assert url.startswith("http://") and found, line
+        crds_url = found.group(2)
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            assert client.get(crds_url + MAPS + "jwst_1241.pmap").status_code == 503
+            assert client.get(url + "/__sim/health").json()["crds_url"] == crds_url
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_catalog_references_are_plausible(sim: Sim) -> None:

@@ -161,7 +161,7 @@ def test_crds_files_serve_exactly_the_names_products_mention() -> None:
     assert files.names("hst") == [] and files.reference("hst", sorted(mentioned)[0]) is None
     first = files.reference("jwst", sorted(mentioned)[0])
     assert first is not None and first.uri == f"crds:jwst/{first.filename}"
-    assert bytes(first.read(0, 6)) == b"SIMPLE"
+    assert first.read(0, 6) == b"SIMPLE" and type(first.read(0, first.size)) is bytes
     assert files.reference("jwst", "../" + first.filename) is None
     assert files.mapping_names("jwst") == ["jwst_1241.pmap"]
     pmap = files.mapping("jwst", "jwst_1241.pmap")
