@@ -9,7 +9,8 @@ asked for once with a HEAD on its CRDS server (`HEAD_PARALLEL` at once), for its
 version; a reference CRDS does not have (404) is left out, and a CRDS server that fails once
 (no connection, 5xx after the retries) is asked nothing more, so a CRDS that is down costs one
 `--timeout`, not one per reference. Every wait is bounded by `timeout`. The result is a
-`calibration.Calibration`; nothing here fails the mount: what is missing is said in one warning.
+`calibration.Calibration`; nothing here fails the mount: what is missing is said in one warning
+(`add_references`), the details of each failure in the log.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ async def _read_headers(
                 else:
                     refs = references(hdu)
                     if refs.rejected:
-                        log.warning(
+                        log.info(
                             "references: %s names no plain reference file in %s",
                             uri,
                             ", ".join(refs.rejected),
@@ -200,12 +201,12 @@ async def _ask_crds(
                 missing[uri] = f"not on {server.url}"
                 return
             except FetchError as exc:
-                log.warning("references: %s: %s", server.url, exc)
+                log.info("references: %s: %s", server.url, exc)
                 down.setdefault(observatory, f"{server.url} unavailable")
             finally:
                 asking[observatory].discard(scope)
             if scope.cancelled_caught and observatory not in down:
-                log.warning("references: %s did not answer within %g s", server.url, timeout)
+                log.info("references: %s did not answer within %g s", server.url, timeout)
                 down[observatory] = f"{server.url} did not answer within {timeout:g} s"
             missing[uri] = down[observatory]
             for other in asking[observatory]:
