@@ -74,6 +74,10 @@ def test_uris_and_urls() -> None:
         crds.reference_url("http://127.0.0.2:9/", uri)
         == f"http://127.0.0.2:9/unchecked_get/references/jwst/{DARK}"
     )
+    hst = crds.reference_uri("hst", "25i1325lj_drk.fits")
+    assert crds.reference_url(crds.crds_servers()["HST"].url, hst) == (
+        "https://hst-crds.stsci.edu/unchecked_get/references/hst/25i1325lj_drk.fits"
+    )
     for bad in ("crds:jwst/../x.fits", "crds:jwst/a/b.fits", "crds:tess/x.fits",
                 "mast:JWST/product/x.fits", "crds:jwst/", "crds:///etc/passwd"):  # fmt: skip
         with pytest.raises(ValueError):

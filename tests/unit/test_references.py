@@ -42,3 +42,19 @@ def test_names_are_plain_crds_file_names() -> None:
         assert reference_name(bad) is None, bad
     assert references(primary().hdus[0]).files == {}
     assert references(primary().hdus[0]).context is None
+
+
+def test_hst_cdbs_keywords() -> None:
+    refs = references(
+        primary(
+            "DARKFILE= 'jref$25i1325lj_drk.fits' / superdark image file name",
+            "IDCTAB  = 'jref$0461802dj_idc.fits' / image distortion correction table",
+            "FLSHFILE= 'N/A     '           / post flash correction file name",
+            "PFLTFILE= 'jref$../../etc/passwd'",
+            "SHADFILE= 'N/A'",
+            "ASNTAB  = 'jbeveo010_asn.fits'",
+            "FILENAME= 'jbeveo010_flt.fits'",
+        ).hdus[0]
+    )
+    assert refs.files == {"DARKFILE": "25i1325lj_drk.fits", "IDCTAB": "0461802dj_idc.fits"}
+    assert refs.rejected == ("PFLTFILE",)
