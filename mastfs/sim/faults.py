@@ -296,14 +296,10 @@ class Faults:
             raise FaultConfigError(
                 f"unknown fault setting(s) {', '.join(unknown)}; valid: {', '.join(_FIELD_TYPES)}"
             )
-        changes = dict(changes)
         for name, value in changes.items():
             if value is None and name in _NULLABLE:
                 continue
             types = _FIELD_TYPES[name]
-            if types == (bool,) and type(value) is int and value in (0, 1):
-                # `--set knob=1` on the command line.
-                changes[name] = value = bool(value)
             # bool is an int subclass; don't let `true` pass as a byte count.
             if isinstance(value, bool) and bool not in types:
                 raise FaultConfigError(f"{name} must be a number, not {value!r}")

@@ -47,7 +47,8 @@ MODIFIERS = frozenset(
     }
 )
 # Knobs that never touch a read of the matrix: the Portal query happens at mount time only;
-# exclusive-access and `/url/` products are not what the matrix reads.
+# exclusive-access and `/url/` products are not what the matrix reads; the CRDS host serves
+# `references/` only (tests/mount/test_references.py).
 NOT_FOR_READS = frozenset(
     {
         "executing_polls",
@@ -59,6 +60,7 @@ NOT_FOR_READS = frozenset(
         "auth_401_only",
         "url_redirect",
         "redirect_ignores_range",
+        "crds_unavailable",
     }
 )
 
@@ -176,6 +178,7 @@ CASES: tuple[Case, ...] = (
             ("auth-401-only", "401 for users without rights: the matrix reads public files"),
             ("url-redirect", "/url/ products redirected: the matrix reads JWST products"),
             ("redirect-ignores-range", "the second host ignores Range: /url/ products only"),
+            ("crds-unavailable", "the CRDS host answers 503: references/ only, not products"),
         )
     ),
     Case(

@@ -161,15 +161,15 @@ def test_download_faults_apply(sim: Sim, crds: httpx.Client) -> None:
 
 def test_cli_sets_the_knob() -> None:
     faults = Faults()
-    faults.update(_parse_sets(["crds_unavailable=1"]))
+    faults.update(_parse_sets(["crds_unavailable=true"]))
     assert faults.settings.crds_unavailable is True
 
 
 def test_cli_prints_the_crds_host() -> None:
-    """`mastfs sim --set crds_unavailable=1`: its startup line names the CRDS host, which is
+    """`mastfs sim --set crds_unavailable=true`: its startup line names the CRDS host, which is
     unavailable."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "mastfs.sim", "--port", "0", "--set", "crds_unavailable=1"],
+        [sys.executable, "-m", "mastfs.sim", "--port", "0", "--set", "crds_unavailable=true"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
