@@ -106,7 +106,7 @@ class BlockCache:
         self.counters = Counters()
         self.budget = MemoryBudget(memory_limit)
         self.memory = MemoryTier(self.budget.tier)
-        self.disk = DiskTier(index, self.counters, readers=max(2, parallel))
+        self.disk = DiskTier(index, self.counters, readers=max(2, parallel), background=background)
         self.versions = Versions(self.disk, fetcher, self.counters, self._version_changed)
         self.flights: Flights[tuple[str, int], tuple[str, Block]] = Flights()
         self.hand_over = HandOver(on_prefetched, self.budget, self.counters, block_size)
@@ -197,6 +197,7 @@ class BlockCache:
         with trio.move_on_after(CLOSE_WRITE_GRACE):
             await self.budget.writes.wait_empty()
         await self._background.stop()
+        await self.disk.flush_metas()
         log.debug("block cache %s: %s", self.directory, self.stats())
         await self.disk.close()
 

@@ -37,6 +37,7 @@ from mastfs.cache import checksums
 from mastfs.cache.blocks import Block
 from mastfs.cache.runfiles import RunDisk, Stored, run_name
 from mastfs.cache.stats import Counters
+from mastfs.cache.tasks import Background
 from mastfs.fetch import RemoteInfo
 from mastfs.private import check_private_file, open_private, private_dir
 
@@ -275,11 +276,13 @@ class BlockIndex:
         except (ValueError, TypeError):
             return None
 
-    def put_meta(self, uri: str, info: RemoteInfo) -> None:
-        raw = json.dumps([info.size, info.etag, info.last_modified])
+    def put_metas(self, records: Sequence[tuple[str, RemoteInfo]]) -> None:
+        """Record products' versions, in one transaction."""
         try:
-            with self._lock:
-                self.db.set(meta_key(uri), raw, retry=True)
+            with self._lock, self.db.transact(retry=True):
+                for uri, info in records:
+                    raw = json.dumps([info.size, info.etag, info.last_modified])
+                    self.db.set(meta_key(uri), raw, retry=True)
         except Exception as exc:
             self._failed("write", exc)
 
@@ -331,8 +334,15 @@ class DiskTier:
     (memory-tier hits) never comes here.
     """
 
-    def __init__(self, index: BlockIndex, counters: Counters, readers: int) -> None:
+    def __init__(
+        self, index: BlockIndex, counters: Counters, readers: int, background: Background
+    ) -> None:
         self.index = index
+        self._background = background
+        # Version records not written yet (`note_meta`), the latest per product, and whether
+        # a task is writing them.
+        self._metas: dict[str, RemoteInfo] = {}
+        self._writing_metas = False
         self._counters = counters
         self._read_limiter = trio.CapacityLimiter(readers)
         self._write_limiter = trio.CapacityLimiter(DISK_WRITERS)
@@ -375,8 +385,41 @@ class DiskTier:
     async def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
         await self._write(self.index.put_many, uri, identity, list(blocks))
 
-    async def put_meta(self, uri: str, info: RemoteInfo) -> None:
-        await self._write(self.index.put_meta, uri, info)
+    def note_meta(self, uri: str, info: RemoteInfo) -> None:
+        """Record a product's version on disk soon, behind the reader that learned it.
+
+        The record only spares a later process one response (it binds an open to the version
+        its blocks on disk are of, `Versions.load`); nobody waits for it. Records wait in
+        `_metas`, the latest per product, and one task writes all that are waiting in one
+        transaction: with 64 header builds learning a version a response, a record each
+        written in the reader's path queued them behind the block writes (0.3 s a read,
+        docs/performance.md "Headers").
+        """
+        self._metas[uri] = info
+        if not self._writing_metas:
+            self._writing_metas = True
+            try:
+                self._background.spawn(self._write_metas)
+            except RuntimeError:  # the cache is closing: `flush_metas` writes them
+                self._writing_metas = False
+
+    async def _write_metas(self) -> None:
+        try:
+            # Shielded: records taken from `_metas` are written, even by a closing cache.
+            with trio.CancelScope(shield=True):
+                while self._metas:
+                    async with self._write_limiter:
+                        records, self._metas = list(self._metas.items()), {}
+                        await trio.to_thread.run_sync(self.index.put_metas, records)
+                    self._count_failures()
+        finally:
+            self._writing_metas = False
+
+    async def flush_metas(self) -> None:
+        """Write the records still waiting (a closing cache, after its background stopped)."""
+        if self._metas and not self._writing_metas:
+            self._writing_metas = True
+            await self._write_metas()
 
     async def cached_indices(self, uri: str, identity: str) -> set[int]:
         return await self._read(self.index.cached_indices, uri, identity)

@@ -121,7 +121,7 @@ class Versions:
             )
             self._counters.invalidations += 1
             await self._on_change(old, new)
-        await self._disk.put_meta(uri, remote)
+        self._disk.note_meta(uri, remote)
         return new
 
     def _fresh(self, uri: str, max_age: float) -> bool:
