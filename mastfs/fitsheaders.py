@@ -35,7 +35,8 @@ MAX_NAXIS = 999
 BITPIX_FORMATS = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32",
                   -64: "float64"}  # fmt: skip
 _END = b"END" + b" " * 77
-_UNPRINTABLE = re.compile(rb"[^\x20-\x7e]")
+# Bytes a header text shows as "?": anything but printable ASCII (`bytes.translate` table).
+_PRINTABLE = bytes(b if 0x20 <= b <= 0x7E else ord("?") for b in range(256))
 _INTEGER = re.compile(r"[+-]?\d{1,30}")
 
 
@@ -288,5 +289,5 @@ def render(hdus: list[Hdu]) -> bytes:
     lines: list[bytes] = []
     for hdu in hdus:
         lines.append(hdu.describe().encode("ascii", "replace"))
-        lines.extend(_UNPRINTABLE.sub(b"?", card) for card in hdu.cards)
+        lines.extend(card.translate(_PRINTABLE) for card in hdu.cards)
     return b"\n".join(lines) + b"\n" if lines else b""

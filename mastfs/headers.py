@@ -8,8 +8,8 @@ version change in the middle of a build starts it again, once). The reads go thr
 header cache, whose blocks are small (`HEADER_BLOCK_SIZE`): a header costs one such block,
 not a 1 MiB product block; a product of at most `WHOLE_MAX` bytes is read whole, in one
 request through the product cache, where its headers would cost a round trip each. Texts are
-kept in memory by (product, version), within `TEXT_MEMORY` bytes; their blocks stay in the disk
-cache.
+kept in memory by (product, version), those read within `TEXT_MEMORY` bytes, those built ahead
+of the readers within `AHEAD_MEMORY` (`textmemory.py`); their blocks stay in the disk cache.
 
 A folder of `headers/` that is listed (`listed`) and then read from (`reading`: a header text
 beneath it is opened) queues the products beneath it, and up to `PARALLEL` builds run at once in
@@ -22,7 +22,7 @@ nothing.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 import trio
@@ -32,6 +32,7 @@ from mastfs.core import Core, OpenFile
 from mastfs.fetch import BadResponse, FetchError, TransientError, VersionChanged
 from mastfs.fitsheaders import FITS_BLOCK, HeaderError, HeaderWalk, render
 from mastfs.model import Product
+from mastfs.textmemory import TextMemory
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,11 @@ PARALLEL = 64
 # would each cost one (a JWST `_cal.fits` of 1.75 MB: 14). Through the header cache it would
 # be 28 blocks, each with the cache's per-block cost (docs/performance.md, "Headers").
 WHOLE_MAX = 2 << 20
-# Rendered texts kept in memory (their blocks are in the disk cache anyway).
+# Rendered texts kept in memory once read (their blocks are in the disk cache anyway), and
+# texts built ahead of the readers (`textmemory.py`): the background builds wait when these
+# fill their room, so a reader that stops reading holds at most this much.
 TEXT_MEMORY = 32 << 20
+AHEAD_MEMORY = 64 << 20
 # Queued products, at most (a listing of a folder queues those beneath it).
 MAX_QUEUED = 200_000
 
@@ -53,18 +57,19 @@ MAX_QUEUED = 200_000
 class HeaderTexts:
     """The header texts of one core's products.
 
-    State: `_texts` (dataURI -> (version identity, text), least recently used first, within
-    `TEXT_MEMORY` bytes), `_flights` (builds in progress, shared by the readers that want the
-    same text), `_queue`/`_queued` (products waiting for a background build), `_workers`
-    (background builds running), all touched by the trio thread only.
+    State: `_texts` (texts by dataURI with their version identity, `textmemory.TextMemory`),
+    `_room` (background builds waiting for room ahead of the readers), `_flights` (builds in
+    progress, shared by the readers that want the same text), `_queue`/`_queued` (products
+    waiting for a background build), `_workers` (background builds running), all touched by
+    the trio thread only.
     """
 
     def __init__(self, core: Core, nursery: trio.Nursery, parallel: int = PARALLEL) -> None:
         self.core = core
         self._nursery = nursery
         self._parallel = parallel
-        self._texts: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
-        self._bytes = 0
+        self._texts = TextMemory(TEXT_MEMORY, AHEAD_MEMORY)
+        self._room = trio.lowlevel.ParkingLot()
         self._flights: Flights[str, bytes] = Flights()
         self._queue: deque[Product] = deque()
         self._queued: set[str] = set()
@@ -84,27 +89,34 @@ class HeaderTexts:
             kept = self._texts.get(uri)
             if kept is not None and opened.version is not None:
                 if kept[0] == opened.version.identity:
-                    self._texts.move_to_end(uri)
-                    return kept[1]
+                    return self._had(uri, kept[1], background)
             flight, mine = self._flights.claim(uri, background)
             if not mine:
                 value = await flight.wait()
                 if value is not None:
-                    return value
+                    return self._had(uri, value, background)
                 continue  # abandoned, or a background failure: try for ourselves
             try:
-                text = await self._build(opened)
+                text = await self._build(opened, ahead=background)
             except BaseException as exc:
                 self._flights.fail(uri, flight, exc)
                 raise
             self._flights.resolve(uri, flight, text)
-            return text
+            return self._had(uri, text, background)
+
+    def _had(self, uri: str, text: bytes, background: bool) -> bytes:
+        """`text` goes to its caller; a reader's taking it makes room ahead."""
+        if not background:
+            self._texts.taken(uri)
+            if not self._texts.ahead_full:
+                self._room.unpark_all()
+        return text
 
     async def _open(self, product: Product) -> OpenFile:
         # Small products are read whole through the product cache, others header by header.
         return await self.core.open_product(product, headers=product.size > WHOLE_MAX)
 
-    async def _build(self, opened: OpenFile) -> bytes:
+    async def _build(self, opened: OpenFile, *, ahead: bool) -> bytes:
         uri = opened.product.dataURI
         timeout = self.core.read_timeout
         for attempt in (1, 2):
@@ -123,7 +135,7 @@ class HeaderTexts:
                 log.warning("headers of %s cannot be read: %s", uri, exc)
                 raise BadResponse(f"{uri}: {exc}") from None
             if opened.version is not None:  # bound by the first read
-                self._keep(uri, opened.version.identity, text)
+                self._texts.put(uri, opened.version.identity, text, ahead=ahead)
             return text
         raise AssertionError("unreachable")
 
@@ -139,18 +151,6 @@ class HeaderTexts:
                 length = max(FITS_BLOCK, block - at % block)
             walk.feed(at, await self.core.read_product(opened, at, length))
         return render(walk.hdus)
-
-    def _keep(self, uri: str, identity: str, text: bytes) -> None:
-        old = self._texts.pop(uri, None)
-        if old is not None:
-            self._bytes -= len(old[1])
-        if len(text) > TEXT_MEMORY // 4:
-            return
-        self._texts[uri] = (identity, text)
-        self._bytes += len(text)
-        while self._bytes > TEXT_MEMORY:
-            _, (_, dropped) = self._texts.popitem(last=False)
-            self._bytes -= len(dropped)
 
     # -- ahead of the readers -----------------------------------------------------------------
 
@@ -182,6 +182,10 @@ class HeaderTexts:
     async def _work(self) -> None:
         try:
             while self._queue:
+                while self._texts.ahead_full:
+                    await self._room.park()
+                if not self._queue:
+                    break
                 product = self._queue.popleft()
                 try:
                     await self.text(product, background=True)
@@ -199,8 +203,7 @@ class HeaderTexts:
 
     def stats(self) -> dict[str, int]:
         return {
-            "texts": len(self._texts),
-            "text_bytes": self._bytes,
+            **self._texts.stats(),
             "queued": len(self._queue),
             "building": self._workers,
         }

@@ -73,7 +73,9 @@ async def test_listing_then_reading_builds_the_texts_beneath(make_ops: MakeOps, 
         # A listing alone fetches nothing (`ls -lR` or `find` over a whole mount)...
         for _ in range(100):
             await trio.sleep(0)
-        assert ops.headers.stats() == {"texts": 0, "text_bytes": 0, "queued": 0, "building": 0}
+        assert ops.headers.stats() == {
+            "texts": 0, "text_bytes": 0, "texts_ahead": 0, "queued": 0, "building": 0
+        }
         # ...a read after it builds the folder's other texts in the background.
         first = await ops.lookup(InodeT(folder), names[0].encode(), ctx())
         await ops.release((await ops.open(first.st_ino, 0, ctx())).fh)
