@@ -324,6 +324,13 @@ class MastOperations(pyfuse3.Operations):
 
     # -- extended attributes ------------------------------------------------------------------
 
+    def _cache_stats(self) -> dict[str, int]:
+        """The caches' counters, and the header texts' (`header_texts.`) under `headers/`."""
+        stats = self.core.stats()
+        if self.headers is not None:
+            stats.update({f"header_texts.{k}": v for k, v in self.headers.stats().items()})
+        return stats
+
     def _xattrs(self, entry: Entry, caller: int) -> dict[str, str]:
         if entry.inode == ROOT_INODE:
             snap = self.state.snapshot
@@ -334,7 +341,7 @@ class MastOperations(pyfuse3.Operations):
                 XATTR_SUMMARY.decode(): format_summary(
                     snap.summary, self.state.user, show_user=shown
                 ),
-                XATTR_CACHE.decode(): json.dumps(self.core.stats(), sort_keys=True),
+                XATTR_CACHE.decode(): json.dumps(self._cache_stats(), sort_keys=True),
             }
         if entry.product is None:
             return {}
