@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -193,43 +194,48 @@ class BlockIndex:
             self._failed("drop a block", exc)
 
     def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
-        """Store blocks of one version, each run of consecutive ones as one run file whose rows
-        are committed in one transaction (a crash never leaves a short block behind)."""
-        tag = tag_of(uri, identity)
-        if tag in self._retired:
-            return  # the contents changed while this write waited: the blocks are stale
-        runs: list[list[tuple[int, Block]]] = []
-        for index, data in sorted(blocks, key=lambda item: item[0]):
-            if runs and runs[-1][-1][0] + 1 == index:
-                runs[-1].append((index, data))
-            else:
-                runs.append([(index, data)])
-        for run in runs:
-            try:
-                stored = self.runs.write_run(tag, run[0][0], [data for _, data in run])
-            except Exception as exc:
-                self._failed("write", exc)
-                return
-            stored = [
-                ref.with_checksums(checksums.digest(block_key(uri, identity, index), data))
-                for (index, data), ref in zip(run, stored, strict=True)
-            ]
-            try:
-                # The lock also queues this process's writers on a Python lock (SQLite's busy
-                # handler would put the loser to sleep for milliseconds at a time).
-                with self._lock:
-                    if tag in self._retired:
-                        self.runs.remove(stored[0].filename)
-                        return
-                    with self.db.transact(retry=True):
+        """Store blocks of one version (`put_batch` of one)."""
+        self.put_batch([(uri, identity, blocks)])
+
+    def put_batch(self, writes: Sequence[tuple[str, str, Sequence[tuple[int, Block]]]]) -> None:
+        """Store blocks, of one version per (uri, identity, blocks): each run of consecutive
+        ones as one run file, then the rows of all of them in one transaction (a crash never
+        leaves a short block behind; a failed commit stores none of them)."""
+        staged: list[tuple[str, str, str, list[tuple[int, Block]], list[Stored]]] = []
+        for uri, identity, blocks in writes:
+            tag = tag_of(uri, identity)
+            if tag in self._retired:
+                continue  # the contents changed while this write waited: the blocks are stale
+            for run in _runs(blocks):
+                try:
+                    stored = self.runs.write_run(tag, run[0][0], [data for _, data in run])
+                except Exception as exc:
+                    self._failed("write", exc)
+                    break
+                stored = [
+                    ref.with_checksums(checksums.digest(block_key(uri, identity, index), data))
+                    for (index, data), ref in zip(run, stored, strict=True)
+                ]
+                staged.append((uri, identity, tag, run, stored))
+        if not staged:
+            return
+        try:
+            # The lock also queues this process's writers on a Python lock (SQLite's busy
+            # handler would put the loser to sleep for milliseconds at a time).
+            with self._lock:
+                with self.db.transact(retry=True):
+                    for uri, identity, tag, run, stored in staged:
+                        if tag in self._retired:
+                            self.runs.remove(stored[0].filename)
+                            continue
                         for (index, _), value in zip(run, stored, strict=True):
                             self.db.set(block_key(uri, identity, index), value, tag=tag, retry=True)
-                    if self.size_limit is not None and self.db.volume() > self.size_limit:
-                        self.db.cull(retry=True)
-            except Exception as exc:
+                if self.size_limit is not None and self.db.volume() > self.size_limit:
+                    self.db.cull(retry=True)
+        except Exception as exc:
+            for *_, stored in staged:
                 self.runs.remove(stored[0].filename)
-                self._failed("write", exc)
-                return
+            self._failed("write", exc)
 
     def remove_orphans(self, min_age: float = ORPHAN_AGE) -> int:
         """Delete run files no row points to (left by a process killed between writing a run
@@ -326,6 +332,26 @@ class BlockIndex:
             self._failed("evict", exc)
 
 
+def _runs(blocks: Sequence[tuple[int, Block]]) -> list[list[tuple[int, Block]]]:
+    """`blocks` by index, cut into runs of consecutive indices."""
+    runs: list[list[tuple[int, Block]]] = []
+    for index, data in sorted(blocks, key=lambda item: item[0]):
+        if runs and runs[-1][-1][0] + 1 == index:
+            runs[-1].append((index, data))
+        else:
+            runs.append([(index, data)])
+    return runs
+
+
+@dataclass(eq=False)
+class _Write:
+    """One `put_many` call's blocks, until a writer has taken them (`taken`) and written them."""
+
+    what: tuple[str, str, Sequence[tuple[int, Block]]]
+    taken: bool = False
+    written: trio.Event = field(default_factory=trio.Event)
+
+
 class DiskTier:
     """The trio side of the store (see the module docstring).
 
@@ -343,6 +369,8 @@ class DiskTier:
         # a task is writing them.
         self._metas: dict[str, RemoteInfo] = {}
         self._writing_metas = False
+        # Block writes waiting for a writer (`put_many`).
+        self._writes: list[_Write] = []
         self._counters = counters
         self._read_limiter = trio.CapacityLimiter(readers)
         self._write_limiter = trio.CapacityLimiter(DISK_WRITERS)
@@ -383,7 +411,35 @@ class DiskTier:
         return await self._read(self.index.get_meta, uri)
 
     async def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
-        await self._write(self.index.put_many, uri, identity, list(blocks))
+        """Store blocks; returns once they are on disk (or failed, `take_failures`).
+
+        Writes waiting for a writer go together: the first to get one takes every write
+        queued by then into one worker-thread call and one transaction (`put_batch`); the
+        others only wait for it. One thread call and one commit a write each had made 64
+        header builds wait on the disk writers for most of their time (docs/performance.md,
+        "Headers").
+        """
+        write = _Write((uri, identity, list(blocks)))
+        self._writes.append(write)
+        try:
+            async with self._write_limiter:
+                if not write.taken:
+                    batch, self._writes = self._writes, []
+                    for queued in batch:
+                        queued.taken = True
+                    try:
+                        await trio.to_thread.run_sync(
+                            self.index.put_batch, [queued.what for queued in batch]
+                        )
+                    finally:
+                        for queued in batch:
+                            queued.written.set()
+                    self._count_failures()
+        except BaseException:
+            if not write.taken:  # cancelled while it waited: nobody else will write it
+                self._writes.remove(write)
+            raise
+        await write.written.wait()
 
     def note_meta(self, uri: str, info: RemoteInfo) -> None:
         """Record a product's version on disk soon, behind the reader that learned it.
