@@ -27,7 +27,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -35,6 +34,7 @@ import diskcache
 import trio
 
 from mastfs.cache import checksums
+from mastfs.cache.batching import Batched
 from mastfs.cache.blocks import Block
 from mastfs.cache.runfiles import RunDisk, Stored, run_name
 from mastfs.cache.stats import Counters
@@ -197,7 +197,9 @@ class BlockIndex:
         """Store blocks of one version (`put_batch` of one)."""
         self.put_batch([(uri, identity, blocks)])
 
-    def put_batch(self, writes: Sequence[tuple[str, str, Sequence[tuple[int, Block]]]]) -> None:
+    def put_batch(
+        self, writes: Sequence[tuple[str, str, Sequence[tuple[int, Block]]]]
+    ) -> list[None]:
         """Store blocks, of one version per (uri, identity, blocks): each run of consecutive
         ones as one run file, then the rows of all of them in one transaction (a crash never
         leaves a short block behind; a failed commit stores none of them)."""
@@ -217,8 +219,9 @@ class BlockIndex:
                     for (index, data), ref in zip(run, stored, strict=True)
                 ]
                 staged.append((uri, identity, tag, run, stored))
+        done: list[None] = [None] * len(writes)
         if not staged:
-            return
+            return done
         try:
             # The lock also queues this process's writers on a Python lock (SQLite's busy
             # handler would put the loser to sleep for milliseconds at a time).
@@ -236,6 +239,7 @@ class BlockIndex:
             for *_, stored in staged:
                 self.runs.remove(stored[0].filename)
             self._failed("write", exc)
+        return done
 
     def remove_orphans(self, min_age: float = ORPHAN_AGE) -> int:
         """Delete run files no row points to (left by a process killed between writing a run
@@ -267,6 +271,9 @@ class BlockIndex:
         if removed:
             log.info("block cache %s: removed %d orphan run files", self.directory, removed)
         return removed
+
+    def get_metas(self, uris: Sequence[str]) -> list[RemoteInfo | None]:
+        return [self.get_meta(uri) for uri in uris]
 
     def get_meta(self, uri: str) -> RemoteInfo | None:
         try:
@@ -343,15 +350,6 @@ def _runs(blocks: Sequence[tuple[int, Block]]) -> list[list[tuple[int, Block]]]:
     return runs
 
 
-@dataclass(eq=False)
-class _Write:
-    """One `put_many` call's blocks, until a writer has taken them (`taken`) and written them."""
-
-    what: tuple[str, str, Sequence[tuple[int, Block]]]
-    taken: bool = False
-    written: trio.Event = field(default_factory=trio.Event)
-
-
 class DiskTier:
     """The trio side of the store (see the module docstring).
 
@@ -369,11 +367,12 @@ class DiskTier:
         # a task is writing them.
         self._metas: dict[str, RemoteInfo] = {}
         self._writing_metas = False
-        # Block writes waiting for a writer (`put_many`).
-        self._writes: list[_Write] = []
         self._counters = counters
         self._read_limiter = trio.CapacityLimiter(readers)
         self._write_limiter = trio.CapacityLimiter(DISK_WRITERS)
+        # Block writes and version lookups waiting for a thread go together (`batching.py`).
+        self._put = Batched(self._write_limiter, self.index.put_batch)
+        self._get_meta = Batched(self._read_limiter, self.index.get_metas)
         self._failure_logged = False
         # Products without a record on disk when this process first looked, and the blocks it
         # has stored of them since: other blocks of theirs cannot be on disk (save for another
@@ -408,38 +407,16 @@ class DiskTier:
         return await self._read(self.index.get_part, key, length, lo, hi)
 
     async def get_meta(self, uri: str) -> RemoteInfo | None:
-        return await self._read(self.index.get_meta, uri)
+        """The product's version record; lookups waiting for a reader go together."""
+        found = await self._get_meta(uri)
+        self._count_failures()
+        return found
 
     async def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
-        """Store blocks; returns once they are on disk (or failed, `take_failures`).
-
-        Writes waiting for a writer go together: the first to get one takes every write
-        queued by then into one worker-thread call and one transaction (`put_batch`); the
-        others only wait for it. One thread call and one commit a write each had made 64
-        header builds wait on the disk writers for most of their time (docs/performance.md,
-        "Headers").
-        """
-        write = _Write((uri, identity, list(blocks)))
-        self._writes.append(write)
-        try:
-            async with self._write_limiter:
-                if not write.taken:
-                    batch, self._writes = self._writes, []
-                    for queued in batch:
-                        queued.taken = True
-                    try:
-                        await trio.to_thread.run_sync(
-                            self.index.put_batch, [queued.what for queued in batch]
-                        )
-                    finally:
-                        for queued in batch:
-                            queued.written.set()
-                    self._count_failures()
-        except BaseException:
-            if not write.taken:  # cancelled while it waited: nobody else will write it
-                self._writes.remove(write)
-            raise
-        await write.written.wait()
+        """Store blocks; returns once they are on disk (or failed, `take_failures`). Writes
+        waiting for a writer go together, in one thread call and one transaction."""
+        await self._put((uri, identity, list(blocks)))
+        self._count_failures()
 
     def note_meta(self, uri: str, info: RemoteInfo) -> None:
         """Record a product's version on disk soon, behind the reader that learned it.
