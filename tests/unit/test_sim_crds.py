@@ -168,12 +168,13 @@ def test_crds_files_serve_exactly_the_names_products_mention() -> None:
     assert pmap is not None and b"selector = {" in bytes(pmap.read(0, pmap.size))
 
 
-@pytest.mark.parametrize("value", [1, 0, True])
-def test_crds_unavailable_knob_takes_0_and_1(value: object) -> None:
+@pytest.mark.parametrize("value", [True, False])
+def test_crds_unavailable_knob_is_a_strict_boolean(value: bool) -> None:
     from mastfs.sim.faults import FaultConfigError, Faults
 
     faults = Faults()
     faults.update({"crds_unavailable": value})
-    assert faults.settings.crds_unavailable is bool(value)
-    with pytest.raises(FaultConfigError):
-        faults.update({"crds_unavailable": 2})
+    assert faults.settings.crds_unavailable is value
+    for wrong in (1, 2, "yes"):
+        with pytest.raises(FaultConfigError):
+            faults.update({"crds_unavailable": wrong})
