@@ -40,6 +40,9 @@ class Calibration:
     missing: Mapping[str, str] = field(default_factory=dict)
     # Products whose primary header could not be read (they name nothing here).
     unread: int = 0
+    # Reference URIs in `files` that CRDS did not answer for, shown as the cache recorded them
+    # (an offline remount): their reads are served by the cache alone.
+    from_cache: frozenset[str] = frozenset()
 
     def uris_of(self, dataURI: str) -> list[str]:
         """The reference URIs a product names, in header order, each once."""
@@ -70,6 +73,10 @@ class Calibration:
             more = f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
             noun = "reference file" if len(names) == 1 else "reference files"
             out.append(f"{len(names)} {noun} not in references/ ({reason}): {shown}{more}")
+        if self.from_cache:
+            n = len(self.from_cache)
+            noun = "reference file" if n == 1 else "reference files"
+            out.append(f"{n} {noun} shown as the cache recorded them (CRDS did not answer)")
         if self.unread:
             noun = "product's" if self.unread == 1 else "products'"
             out.append(

@@ -30,7 +30,7 @@ from mastfs.cache import (
     BlockCache,
     Version,
 )
-from mastfs.fetch import Fetcher, FetchError, NotAuthorized, TransientError
+from mastfs.fetch import Fetcher, FetchError, NotAuthorized, RemoteInfo, TransientError
 from mastfs.model import Product
 from mastfs.selection import Selection, format_summary
 from mastfs.state import MountState, Snapshot
@@ -180,6 +180,11 @@ class Core:
         if self.header_cache is not self.cache:
             stats.update({f"headers.{k}": v for k, v in self.header_cache.stats().items()})
         return stats
+
+    async def recorded_version(self, dataURI: str) -> RemoteInfo | None:
+        """What this process or the disk cache knows of the URI's current version (no request)."""
+        version = await self.cache.versions.load(dataURI)
+        return version.info if version is not None else None
 
     async def cached_bytes(self, product: Product) -> int:
         """Bytes of the product's current version in the disk cache."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,29 +164,45 @@ def _mtime(info: RemoteInfo) -> float:
         return 0.0
 
 
+# What the cache recorded of a URI's version (None: nothing), for a CRDS that does not answer.
+Recorded = Callable[[str], Awaitable[RemoteInfo | None]]
+
+
 async def _ask_crds(
     fetcher: Fetcher,
     wanted: Mapping[str, set[str]],
     servers: Mapping[str, crds.CrdsServer],
     timeout: float,
     parallel: int,
-) -> tuple[dict[str, Product], dict[str, str]]:
+    recorded: Recorded,
+) -> tuple[dict[str, Product], dict[str, str], set[str]]:
     """HEAD each reference URI of `wanted` (URI -> the keywords naming it) once: the products
-    of those CRDS has, and why the others are missing."""
+    of those CRDS has, why the others are missing, and which were shown as the cache
+    recorded them because their CRDS did not answer (an offline remount: their blocks are
+    read from the cache as any product's are)."""
     by_observatory = {s.observatory: s for s in servers.values()}
     files: dict[str, Product] = {}
     missing: dict[str, str] = {}
+    from_cache: set[str] = set()
     # Observatory -> why its server is asked nothing more; and the HEADs under way to it.
     down: dict[str, str] = {}
     asking: dict[str, set[trio.CancelScope]] = {}
     limiter = trio.CapacityLimiter(parallel)
+
+    async def unanswered(uri: str, server: crds.CrdsServer, name: str, why: str) -> None:
+        known = await recorded(uri)
+        if known is None:
+            missing[uri] = why
+            return
+        files[uri] = reference_product(server, name, known.size, wanted[uri], _mtime(known))
+        from_cache.add(uri)
 
     async def ask(uri: str) -> None:
         observatory, name = crds.split_uri(uri)
         server = by_observatory[observatory]
         async with limiter:
             if observatory in down:
-                missing[uri] = down[observatory]
+                await unanswered(uri, server, name, down[observatory])
                 return
             scope = trio.CancelScope(deadline=trio.current_time() + timeout)
             asking.setdefault(observatory, set()).add(scope)
@@ -208,14 +224,14 @@ async def _ask_crds(
             if scope.cancelled_caught and observatory not in down:
                 log.info("references: %s did not answer within %g s", server.url, timeout)
                 down[observatory] = f"{server.url} did not answer within {timeout:g} s"
-            missing[uri] = down[observatory]
             for other in asking[observatory]:
                 other.cancel()
+            await unanswered(uri, server, name, down[observatory])
 
     async with trio.open_nursery() as nursery:
         for uri in sorted(wanted):
             nursery.start_soon(ask, uri)
-    return files, missing
+    return files, missing, from_cache
 
 
 async def discover(
@@ -237,8 +253,12 @@ async def discover(
         for keyword, name in refs.files.items():
             ref = crds.reference_uri(scan.observatories[uri], name)
             wanted.setdefault(ref, set()).add(keyword)
-    files, missing = await _ask_crds(fetcher, wanted, servers, timeout, head_parallel)
-    return Calibration(scan.named, scan.observatories, files, missing, scan.unread)
+    files, missing, from_cache = await _ask_crds(
+        fetcher, wanted, servers, timeout, head_parallel, core.recorded_version
+    )
+    return Calibration(
+        scan.named, scan.observatories, files, missing, scan.unread, frozenset(from_cache)
+    )
 
 
 async def add_references(

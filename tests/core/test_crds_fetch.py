@@ -12,7 +12,7 @@ import time
 import trio
 
 from mastfs import crds, discovery
-from mastfs.fetch import NotFound, RetryPolicy
+from mastfs.fetch import NotFound, RemoteInfo, RetryPolicy
 from mastfs.sources import Sources
 from tests.support.sim import AUTHORIZED_TOKEN, Canned, Request, canned
 
@@ -57,6 +57,11 @@ async def test_references_go_to_crds_without_the_token_even_on_the_archive_origi
     assert sources.counters["crds_bytes"] == 200
 
 
+async def nothing(uri: str) -> RemoteInfo | None:
+    """A cache that recorded nothing."""
+    return None
+
+
 async def test_a_reference_crds_lacks_is_named_missing() -> None:
     with canned(reference_host) as host:
         servers = crds.crds_servers(host.url)
@@ -68,8 +73,8 @@ async def test_a_reference_crds_lacks_is_named_missing() -> None:
                 raise AssertionError("a 404 is NotFound")
             except NotFound:
                 pass
-            files, why = await discovery._ask_crds(
-                sources, {URI: {"R_DARK"}, missing: {"R_GAIN"}}, servers, 5.0, 4
+            files, why, _ = await discovery._ask_crds(
+                sources, {URI: {"R_DARK"}, missing: {"R_GAIN"}}, servers, 5.0, 4, nothing
             )
         finally:
             sources.close()
@@ -85,7 +90,7 @@ async def test_a_crds_that_is_down_costs_one_timeout_not_one_per_reference() -> 
                   for i in range(40)}  # fmt: skip
         started = time.monotonic()
         try:
-            files, why = await discovery._ask_crds(sources, wanted, servers, 3.0, 4)
+            files, why, _ = await discovery._ask_crds(sources, wanted, servers, 3.0, 4, nothing)
         finally:
             sources.close()
         elapsed = time.monotonic() - started
@@ -108,7 +113,9 @@ async def test_a_crds_that_does_not_answer_is_bounded_by_the_timeout() -> None:
                   for i in range(8)}  # fmt: skip
         try:
             with trio.fail_after(5):
-                files, why = await discovery._ask_crds(sources, wanted, servers, 1.0, 4)
+                files, why, _ = await discovery._ask_crds(
+                    sources, wanted, servers, 1.0, 4, nothing
+                )
         finally:
             sources.close()
     assert files == {} and set(why) == set(wanted)

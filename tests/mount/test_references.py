@@ -173,3 +173,26 @@ def test_crds_down_the_mount_comes_up_with_one_warning(
             row["URI"], 0, int(row["Size"])
         )
         assert f"{crds_url} unavailable" in reads.read_text(m.path / "manifest.html")
+
+
+def test_an_offline_remount_still_shows_the_references_it_has_read(
+    tmp_path: Path, sim_url: str, crds_url: str, sim: Sim, sim_server: Any
+) -> None:
+    """CRDS down on a remount: a reference read before is listed from the cache's record and
+    reads the same bytes from the cache; the others are missing, said in the one warning."""
+    args = ["--program", "2734", "--references", "--crds-server", crds_url, "--timeout", "3"]
+    cache = tmp_path / "cache"
+    with mounted(tmp_path / "mnt", args, cache, server=sim_url) as m:
+        names = reads.listdir(m.path / "references")
+        assert len(names) > 1
+        kept = min(names, key=lambda n: (m.path / "references" / n).stat().st_size)
+        before = reads.read_bytes(m.path / "references" / kept)
+    sim.faults(crds_unavailable=True)
+    with mounted(tmp_path / "mnt", args, cache, server=sim_url) as m:
+        warnings = [line for line in m.result.stderr.splitlines() if "warning:" in line]
+        assert len(warnings) == 1, m.result.stderr
+        assert "1 reference file shown as the cache recorded them" in warnings[0]
+        assert f"{crds_url} unavailable" in warnings[0]
+        assert reads.listdir(m.path / "references") == [kept]
+        assert reads.read_bytes(m.path / "references" / kept) == before
+    assert before == sim_server.crds.reference("jwst", kept).read(0, len(before))
