@@ -2,12 +2,12 @@
 
 `selection.csv` is the download overlay's "Export Selected File List": its first six columns
 are exactly the overlay's (`Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating`),
-followed by `URI,Size,Access,Path`. `manifest.html` is the download bundle's manifest: the
-summary, then one row per file with the Portal's columns `URI, File, Access, Status, Logged In
-User` and the Portal's status wording (see `status`). Both are deterministic for a given input;
-neither contains the time unless the caller passes one. Every value from the archive is
-HTML-escaped in the manifest; in the CSV, a cell a spreadsheet would read as a formula is
-neutralised (`csv_cell`). Pure: no I/O.
+followed by `URI,Size,Access,Path,Category` (Category: MAST's `productType`). `manifest.html`
+is the download bundle's manifest: the summary, then one row per file with the Portal's
+columns `URI, File, Access, Status, Logged In User` and the Portal's status wording (see
+`status`). Both are deterministic for a given input; neither contains the time unless the
+caller passes one. Every value from the archive is HTML-escaped in the manifest; in the CSV, a
+cell a spreadsheet would read as a formula is neutralised (`csv_cell`). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 PORTAL_CSV_COLUMNS = ("Dataset", "Filename", "Product Level", "Suffix", "Instrument",
                       "Filter / Grating")  # fmt: skip
-CSV_COLUMNS = (*PORTAL_CSV_COLUMNS, "URI", "Size", "Access", "Path")
+# Category: MAST's productType (SCIENCE, AUXILIARY, ..., CALIBRATION for `references/`).
+CSV_COLUMNS = (*PORTAL_CSV_COLUMNS, "URI", "Size", "Access", "Path", "Category")
 MANIFEST_COLUMNS = ("URI", "File", "Access", "Status", "Logged In User")
 ANONYMOUS = "anonymous"
 # What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
@@ -75,6 +76,7 @@ def selection_rows(selected: Sequence[Product], tree: Tree) -> list[tuple[str | 
             p.size,
             p.dataRights,
             _path(tree, p),
+            p.productType,
         )
         for p in sorted(_rows(selected), key=lambda p: (p.obs_id, p.productFilename, p.dataURI))
     ]

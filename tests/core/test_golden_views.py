@@ -18,7 +18,7 @@ import trio
 
 from mastfs.archive import Archive, Query
 from mastfs.model import Product, User
-from mastfs.selection import Selection, format_bytes
+from mastfs.selection import CATEGORIES, Selection, format_bytes
 from mastfs.session import probe_readable_at
 from mastfs.sim.catalog import (
     AUTHORIZED_TOKEN,
@@ -148,6 +148,7 @@ def test_csv_columns_and_rows(views: dict[str, Views]) -> None:
         assert (r["URI"], int(r["Size"]), r["Access"]) == (p.dataURI, p.size, p.dataRights)
         assert r["Instrument"] == "NIRISS" and r["Filter / Grating"] == "CLEAR;GR700XD"
         assert r["Path"] == f"JWST/{p.obs_id}/{p.productFilename}"
+        assert r["Category"] == p.productType and r["Category"] in CATEGORIES
         entry = tree.lookup_path(r["Path"])
         assert entry is not None and entry.product is not None
         assert entry.product.dataURI == p.dataURI

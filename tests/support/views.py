@@ -21,7 +21,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 UPDATE_GOLDEN = os.environ.get("MASTFS_UPDATE_GOLDEN") == "1"
 
 PORTAL_HEADER = "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating"
-OUR_COLUMNS = ["URI", "Size", "Access", "Path"]
+OUR_COLUMNS = ["URI", "Size", "Access", "Path", "Category"]
 MANIFEST_HEADER = ["URI", "File", "Access", "Status", "Logged In User"]
 
 

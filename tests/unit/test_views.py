@@ -12,7 +12,10 @@ from mastfs.views import CSV_COLUMNS, manifest_html, selection_csv
 from tests.support.sample_products import EXP, EXP2, L3, POOL, ROWS, jwst, products
 from tests.support.views import Manifest, parse_manifest, read_csv
 
-HEADER = "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating,URI,Size,Access,Path"
+HEADER = (
+    "Dataset,Filename,Product Level,Suffix,Instrument,Filter / Grating,URI,Size,Access,Path,"
+    "Category"
+)
 ADA = User("Ada")
 
 
