@@ -66,6 +66,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Seconds to wait for a connection, and for each socket read of an answer.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+# Bytes one `readinto` of a body asks for. A buffered read that fails part-way (a reset)
+# returns nothing of what it had copied, so a cut loses at most this much of what arrived,
+# and the next attempt goes on from there (`_Retryable.progressed`).
+READ_CHUNK = 256 * 1024
 # The low-speed limit of a body (`LowSpeed`): CVMFS and curl users set about this much.
 LOW_SPEED_RATE = 16 << 10
 LOW_SPEED_WINDOW = 10.0
@@ -163,11 +167,15 @@ class RangeIgnored(FetchError):
 
 
 class _Retryable(Exception):
-    """Internal: this attempt failed in a way another attempt may not."""
+    """Internal: this attempt failed in a way another attempt may not. `progressed`: it
+    received bytes the next attempt goes on from (a body cut part-way)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, progressed: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.progressed = progressed
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +456,7 @@ class _Answer:
         mark, mark_got = time.monotonic(), 0
         try:
             while got < len(view):
-                n = self.response.readinto(view[got:])
+                n = self.response.readinto(view[got : got + READ_CHUNK])
                 if not n:
                     break
                 got += n
@@ -678,7 +686,8 @@ class Fetcher:
                         progress.request = max(piece_size, progress.request // 2)
                         reason = stopped or "the connection ended"
                         raise _Retryable(
-                            f"{part}: body stopped after {received} of {hi - lo} bytes ({reason})"
+                            f"{part}: body stopped after {received} of {hi - lo} bytes ({reason})",
+                            progressed=received > 0,
                         )
                     if declared is None and not answer.at_end():
                         # Chunked or ended by the connection: more than the range is not the
@@ -863,10 +872,18 @@ class Fetcher:
         in_thread: bool = True,
     ) -> Any:
         """Run `attempt` (in a worker thread, or awaited with `in_thread=False`) until it
-        succeeds, fails for good, or the policy runs out."""
+        succeeds, fails for good, or the policy runs out.
+
+        An attempt that brought bytes the next one goes on from (`_Retryable.progressed`) is
+        not a failure of the server: it does not count against `attempts`, and the backoff
+        starts over. A server that cuts every body after some bytes then delivers the range
+        within the deadline; eight cuts landing on one range of a sequential read had
+        exhausted the backoff's share of a short `--timeout` (fault matrix, case `reset`).
+        """
         policy = self.retry
         deadline = trio.current_time() + policy.deadline
         tries = 0
+        failures = 0  # attempts in a row that brought nothing
         while True:
             tries += 1
             self._count("in_flight")
@@ -878,12 +895,13 @@ class Fetcher:
                 cause = exc
             finally:
                 self._count("in_flight", -1)
+            failures = 0 if cause.progressed else failures + 1
             limit = policy.attempts
             if isinstance(cause, _ConnectFailed):
                 limit = min(limit, policy.connect_attempts)
             retry_after = cause.retry_after
-            delay = retry_after if retry_after is not None else policy.backoff(tries - 1)
-            if not retry or tries >= limit or trio.current_time() + delay > deadline:
+            delay = retry_after if retry_after is not None else policy.backoff(max(failures - 1, 0))
+            if not retry or failures >= limit or trio.current_time() + delay > deadline:
                 raise TransientError(f"{what}: {cause} (gave up after {tries} attempts)") from cause
             self._count("retries")
             log.debug("%s: %s; retry %d in %.2fs", what, cause, tries, delay)

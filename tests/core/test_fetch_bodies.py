@@ -101,7 +101,9 @@ async def test_a_range_body_of_the_wrong_length_is_retried_never_returned(
     sim.faults(scope=f.uri, **knobs)
     with pytest.raises(TransientError):
         await fetcher.get_range(f.uri, 1000, 101_000)
-    assert sim.gets(f.uri) == ATTEMPTS
+    # The first answer's bytes are kept and that attempt is not a failure (it brought bytes
+    # the next one goes on from); each later one brings nothing of the last 100 bytes.
+    assert sim.gets(f.uri) == (ATTEMPTS + 1 if "short_body" in knobs else ATTEMPTS)
     # Once the archive tells the truth, the next attempt gets every byte.
     sim.faults(scope=f.uri, max_faults=1, **knobs)
     sim.reset_stats()

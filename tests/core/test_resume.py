@@ -67,3 +67,23 @@ def test_the_low_speed_window_fits_the_deadline() -> None:
     assert LowSpeed.within(60).window == 10.0
     assert LowSpeed.within(5).window == 1.25
     assert LowSpeed.within(1).window == 1.0
+
+
+async def test_cuts_that_bring_bytes_are_not_counted_as_failed_attempts(sim: Sim) -> None:
+    """Every body cut after 300 kB, an 8 MiB range, three attempts allowed: each cut brings
+    bytes the next request goes on from, so the range arrives (~28 requests) within the
+    deadline, every byte received once. (The bandwidth cap lets the client read what was sent
+    before the reset: a reset drops what the receiver has not read yet.)"""
+    f = sim.pick(min_size=20 * MiB, max_size=200 * MiB, index=5)
+    sim.faults(reset_after=300_000, bandwidth=20_000_000, scope=f.uri)
+    policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=30.0)
+    fetcher = Fetcher(sim.url, None, policy)
+    try:
+        with trio.fail_after(HANG):
+            pieces, _ = await fetcher.get_range_split(f.uri, 0, 8 * MiB, MiB)
+        assert b"".join(pieces) == sim.expected(f.uri, 0, 8 * MiB)
+        assert fetcher.counters["bytes"] == 8 * MiB
+        assert sim.gets(f.uri) > policy.attempts
+    finally:
+        sim.clear_faults()
+        fetcher.close()
