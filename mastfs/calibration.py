@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mastfs import crds
-from mastfs.model import PUBLIC, Product
+from mastfs.model import PUBLIC, REFERENCE_PROJECT, Product
 from mastfs.references import References
 
 CATEGORY = "CALIBRATION"
@@ -109,7 +109,7 @@ def reference_product(
         productType=CATEGORY,
         productSubGroupDescription=",".join(types),
         description=f"CRDS reference file ({', '.join(types) or 'unknown type'})",
-        project="CRDS",
+        project=REFERENCE_PROJECT,
         instrument_name=instrument,
         mtime=mtime,
     )

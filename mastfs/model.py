@@ -12,6 +12,11 @@ PUBLIC = "PUBLIC"
 EXCLUSIVE_ACCESS = "EXCLUSIVE_ACCESS"
 
 
+# The `project` of the calibration reference files a mount adds (`--references`); no MAST
+# product row has it.
+REFERENCE_PROJECT = "CRDS"
+
+
 @dataclass(frozen=True, slots=True)
 class Product:
     """One row of `Mast.Caom.Products`, joined with what the views need of its observation.
@@ -49,6 +54,11 @@ class Product:
     @property
     def is_exclusive(self) -> bool:
         return self.dataRights.upper() == EXCLUSIVE_ACCESS
+
+    @property
+    def is_reference(self) -> bool:
+        """A CRDS calibration reference file of `references/` (`calibration.py`)."""
+        return self.project == REFERENCE_PROJECT
 
 
 @dataclass(frozen=True, slots=True)

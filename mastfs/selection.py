@@ -89,6 +89,10 @@ def suffix(p: Product) -> str:
     `..._i2d.jpg` has suffix `_i2d` and a guide-star `..._gs-fg_2022192192555_cal.fits` has
     `_cal` (its subgroup, GS-FG, says it is a guide-star file). A name without `_` has none.
     """
+    if p.is_reference:
+        # A calibration reference (`references/`): its reference type (`_dark`), not the
+        # serial its name ends with.
+        return "_" + p.productSubGroupDescription.lower() if p.productSubGroupDescription else ""
     name = p.productFilename
     cut = name.rfind("_")
     if cut < 0:
@@ -115,6 +119,8 @@ def product_level(p: Product) -> str:
     other missions show `calib_level` as is ("1", "2", "3", "4"), as does an unexpected JWST
     value (e.g. "0" when the archive gives none).
     """
+    if p.is_reference:
+        return ""  # a calibration reference is no product of the pipeline
     level = p.calib_level
     if not _jwst(p) or level not in (1, 2):
         return str(level)

@@ -236,3 +236,15 @@ def test_the_python_api_takes_the_options_and_checks_them() -> None:
     assert api.crds_settings({"references": True})["JWST"].observatory == "jwst"  # type: ignore[index]
     with pytest.raises(ValueError, match="invalid CRDS server URL 'ftp://h'"):
         api.mount_args({"program": 2734, "crds_server": "ftp://h"})
+
+
+def test_a_reference_row_says_calibration_and_its_type_not_a_level_or_its_serial() -> None:
+    from mastfs.views import CSV_COLUMNS, selection_rows
+
+    products, cal = calibration()
+    refs = cal.for_selection(products)
+    tree = build_tree(products, NESTED, references=refs)
+    rows = [dict(zip(CSV_COLUMNS, r, strict=True)) for r in selection_rows(refs, tree)]
+    dark = next(r for r in rows if r["Filename"] == DARK)
+    assert (dark["Product Level"], dark["Suffix"], dark["Category"]) == ("", "_dark", "CALIBRATION")
+    assert dark["Path"] == f"references/{DARK}" and dark["Instrument"] == "NIRISS"
