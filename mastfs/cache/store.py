@@ -193,10 +193,6 @@ class BlockIndex:
         except Exception as exc:
             self._failed("drop a block", exc)
 
-    def put_many(self, uri: str, identity: str, blocks: Sequence[tuple[int, Block]]) -> None:
-        """Store blocks of one version (`put_batch` of one)."""
-        self.put_batch([(uri, identity, blocks)])
-
     def put_batch(
         self, writes: Sequence[tuple[str, str, Sequence[tuple[int, Block]]]]
     ) -> list[None]:

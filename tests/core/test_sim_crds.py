@@ -22,6 +22,7 @@ from mastfs.fitsheaders import HeaderWalk
 from mastfs.references import references
 from mastfs.sim.cli import _parse_sets
 from mastfs.sim.faults import Faults
+from tests.support.child import stop_process
 from tests.support.sim import Sim
 
 REFS = "/unchecked_get/references/jwst/"
@@ -185,15 +186,7 @@ def test_cli_prints_the_crds_host() -> None:
             assert client.get(crds_url + MAPS + "jwst_1241.pmap").status_code == 503
             assert client.get(url + "/__sim/health").json()["crds_url"] == crds_url
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        for stream in (child.stdout, child.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(child)
 
 
 def test_catalog_references_are_plausible(sim: Sim) -> None:

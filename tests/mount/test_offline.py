@@ -17,6 +17,7 @@ import pytest
 from mastfs.sim.catalog import BIG_4G_URI, default_catalog
 from tests.support import reads
 from tests.support.catalog import catalog_rows, nested_path
+from tests.support.child import stop_process
 from tests.support.mounting import cleanup_stale_mounts, mounted
 
 pytestmark = pytest.mark.mount
@@ -36,11 +37,7 @@ def sim_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
         assert url.startswith("http://127.0.0.1:"), url
         yield proc, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def big_path(root: Path) -> Path:

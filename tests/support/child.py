@@ -151,6 +151,20 @@ class PythonChild:
             proc.stdout.close()
 
 
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """End a child started by a test: SIGTERM, then SIGKILL if it has not exited within 10 s;
+    its pipes closed."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 _shared: PythonChild | None = None
 
 

@@ -10,28 +10,19 @@ import pytest
 
 from mastfs import api, crds
 from mastfs.calibration import CATEGORY, Calibration, reference_product
-from mastfs.fitsheaders import HeaderWalk
 from mastfs.model import Product
 from mastfs.references import References, references
 from mastfs.selection import Selection
 from mastfs.state import MountState
 from mastfs.tree import FLAT, NESTED, REFERENCES, REFERENCES_INODE, ROOT_INODE, build_tree
 from mastfs.xattrs import product_xattrs
-from tests.support.fitsbytes import header
+from tests.support.fitsbytes import primary
 from tests.support.sample_products import EXP, EXP2, jwst
 
 JWST = crds.crds_servers()["JWST"]
 DARK = "jwst_niriss_dark_0171.fits"
 GAIN = "jwst_niriss_gain_0006.fits"
 FLAT_REF = "jwst_niriss_flat_0275.fits"
-
-
-def primary(*cards: str) -> HeaderWalk:
-    blob = header("SIMPLE  =                    T", "BITPIX  =                    8",
-                  "NAXIS   =                    0", *cards)  # fmt: skip
-    walk = HeaderWalk(len(blob))
-    walk.feed(0, blob)
-    return walk
 
 
 def ref(name: str, *keywords: str, size: int = 3_000_000) -> Product:

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-from mastfs.fitsheaders import HeaderWalk
 from mastfs.references import reference_name, references
-from tests.support.fitsbytes import header
-
-
-def primary(*cards: str) -> HeaderWalk:
-    blob = header("SIMPLE  =                    T", "BITPIX  =                    8",
-                  "NAXIS   =                    0", *cards)  # fmt: skip
-    walk = HeaderWalk(len(blob))
-    walk.feed(0, blob)
-    return walk
+from tests.support.fitsbytes import primary
 
 
 def test_r_keywords_and_the_context() -> None:
