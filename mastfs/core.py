@@ -123,9 +123,12 @@ class Core:
             size=version.size,
         )
 
-    async def read_product(self, opened: OpenFile, offset: int, length: int) -> Block:
+    async def read_product(
+        self, opened: OpenFile, offset: int, length: int, *, keep: bool = True
+    ) -> Block:
         """Up to `length` bytes at `offset` of the open file's version; a failure is shown in
-        the manifest until the product reads again."""
+        the manifest until the product reads again. `keep=False`: the bytes fetched are not
+        written to the disk cache (`BlockCache.read`)."""
         product = opened.product
         if offset >= product.size:
             return b""
@@ -133,7 +136,7 @@ class Core:
         try:
             with trio.move_on_after(self.read_timeout) as deadline:
                 data = await opened.cache.read(
-                    product.dataURI, product.size, offset, length, opened.version
+                    product.dataURI, product.size, offset, length, opened.version, keep=keep
                 )
             if deadline.cancelled_caught:
                 raise TransientError(

@@ -7,9 +7,11 @@ version of the product, so a text is never half of an old version and half of a 
 version change in the middle of a build starts it again, once). The reads go through the
 header cache, whose blocks are small (`HEADER_BLOCK_SIZE`): a header costs one such block,
 not a 1 MiB product block; a product of at most `WHOLE_MAX` bytes is read whole, in one
-request through the product cache, where its headers would cost a round trip each. Texts are
-kept in memory by (product, version), those read within `TEXT_MEMORY` bytes, those built ahead
-of the readers within `AHEAD_MEMORY` (`textmemory.py`); their blocks stay in the disk cache.
+request through the product cache, where its headers would cost a round trip each (its bytes
+are not written to disk: the text is what is kept). Texts are kept in memory by (product,
+version), those read within `TEXT_MEMORY` bytes, those built ahead of the readers within
+`AHEAD_MEMORY` (`textmemory.py`), and on disk with the version's blocks
+(`BlockCache.keep_derived`, compressed and checksummed): a remount serves them from there.
 
 A folder of `headers/` that is listed (`listed`) and then read from (`reading`: a header text
 beneath it is opened) queues the products beneath it, and up to `PARALLEL` builds run at once in
@@ -52,6 +54,9 @@ TEXT_MEMORY = 32 << 20
 AHEAD_MEMORY = 64 << 20
 # Queued products, at most (a listing of a folder queues those beneath it).
 MAX_QUEUED = 200_000
+# Texts are kept on disk with their version's blocks under this name (`BlockCache.keep_derived`);
+# a change to how texts are rendered changes the name, so older texts are not served.
+TEXT_KIND = "header-text-1"
 
 
 class HeaderTexts:
@@ -113,12 +118,18 @@ class HeaderTexts:
         return text
 
     async def _open(self, product: Product) -> OpenFile:
-        # Small products are read whole through the product cache, others header by header.
-        return await self.core.open_product(product, headers=product.size > WHOLE_MAX)
+        return await self.core.open_product(product, headers=_by_header(product))
 
     async def _build(self, opened: OpenFile, *, ahead: bool) -> bytes:
         uri = opened.product.dataURI
         timeout = self.core.read_timeout
+        if opened.version is not None:
+            # Kept on disk by an earlier build of this version (this process or another).
+            with trio.move_on_after(timeout):
+                kept = await opened.cache.get_derived(opened.version, TEXT_KIND)
+                if kept is not None:
+                    self._texts.put(uri, opened.version.identity, kept, ahead=ahead)
+                    return kept
         for attempt in (1, 2):
             try:
                 with trio.move_on_after(timeout) as deadline:
@@ -136,6 +147,7 @@ class HeaderTexts:
                 raise BadResponse(f"{uri}: {exc}") from None
             if opened.version is not None:  # bound by the first read
                 self._texts.put(uri, opened.version.identity, text, ahead=ahead)
+                opened.cache.keep_derived(opened.version, TEXT_KIND, text)
             return text
         raise AssertionError("unreachable")
 
@@ -143,13 +155,16 @@ class HeaderTexts:
         size = opened.product.size
         walk = HeaderWalk(size)
         block = opened.cache.block_size
+        whole = not _by_header(opened.product)
         while (at := walk.want()) is not None:
-            if size <= WHOLE_MAX:
+            if whole:
                 length = size - at
             else:
                 # The rest of the cache block holding `at`: it is fetched whole anyway.
                 length = max(FITS_BLOCK, block - at % block)
-            walk.feed(at, await self.core.read_product(opened, at, length))
+            # A small product's bytes are read for its headers, once: its text is what is
+            # kept, not 1-2 MiB of data a grep over `headers/` never asked for.
+            walk.feed(at, await self.core.read_product(opened, at, length, keep=not whole))
         return render(walk.hdus)
 
     # -- ahead of the readers -----------------------------------------------------------------
@@ -207,3 +222,9 @@ class HeaderTexts:
             "queued": len(self._queue),
             "building": self._workers,
         }
+
+
+def _by_header(product: Product) -> bool:
+    """Whether a product's headers are read header by header, through the header cache; a
+    small product is read whole, through the product cache (`WHOLE_MAX`)."""
+    return product.size > WHOLE_MAX

@@ -39,7 +39,7 @@ from mastfs.cache.memory import MemoryTier
 from mastfs.cache.prefetch import Obtained, Prefetcher
 from mastfs.cache.readahead import Policy, Stream
 from mastfs.cache.stats import Counters
-from mastfs.cache.store import ABSENT, BlockIndex, DiskTier
+from mastfs.cache.store import ABSENT, BlockIndex, DiskTier, derived_key, tag_of
 from mastfs.cache.tasks import Background, run_background
 from mastfs.cache.tuning import tune_process
 from mastfs.cache.versions import Version, Versions
@@ -222,6 +222,19 @@ class BlockCache:
             out[f"http_{name}"] = value
         return out
 
+    async def get_derived(self, version: Version, kind: str) -> bytes | None:
+        """What was kept of `kind` made from this version (`keep_derived`), from disk."""
+        return await self.disk.get_derived(derived_key(version.uri, version.identity, kind))
+
+    def keep_derived(self, version: Version, kind: str, data: bytes) -> None:
+        """Keep bytes made from a version (a header text) on disk, with its blocks: evicted
+        with them, dropped when the product changes. Written in the background."""
+        self.disk.note_derived(
+            derived_key(version.uri, version.identity, kind),
+            tag_of(version.uri, version.identity),
+            data,
+        )
+
     async def cached_bytes(self, dataURI: str, size: int) -> int:
         """Bytes of the product's current version on disk (0 when no version is known)."""
         version = await self.versions.load(dataURI)
@@ -270,13 +283,21 @@ class BlockCache:
         return self.versions.current(dataURI)
 
     async def read(
-        self, dataURI: str, size: int, offset: int, length: int, version: Version | None = None
+        self,
+        dataURI: str,
+        size: int,
+        offset: int,
+        length: int,
+        version: Version | None = None,
+        *,
+        keep: bool = True,
     ) -> Block:
         """`length` bytes at `offset` (fewer at end of file); `size` is the catalogue size.
 
         With `version` (an open file's), the bytes are of that version or the read fails with
         `VersionChanged`: never a mix of two. Within one block the answer may be a read-only
-        view of it (`Layout.assemble`).
+        view of it (`Layout.assemble`). `keep=False`: what this read fetches stays in memory
+        and is not written to disk (bytes wanted once, for what is made of them).
         """
         if offset < 0 or length < 0:
             raise ValueError(f"negative offset or length: {offset}, {length}")
@@ -317,7 +338,7 @@ class BlockCache:
                 disk = part is not ABSENT
             stop = self._fetch_stop(uri, version, file_size, last, offset)
             fetched = await self._obtain(
-                uri, version, file_size, range(first, stop), background=False, disk=disk
+                uri, version, file_size, range(first, stop), background=False, disk=disk, keep=keep
             )
             if fetched is None:
                 continue  # the product changed under the fetch
@@ -411,6 +432,7 @@ class BlockCache:
         *,
         background: bool,
         disk: bool = True,
+        keep: bool = True,
     ) -> Obtained | None:
         """The blocks at `indices` that could be had: memory, then flights, disk, network.
 
@@ -436,7 +458,9 @@ class BlockCache:
             (owned if mine else waiting).append((index, flight))
         if owned:
             try:
-                complete = await self._fill(uri, version, file_size, owned, background, disk)
+                complete = await self._fill(
+                    uri, version, file_size, owned, background, disk, keep
+                )
             except trio.Cancelled:
                 # The reader gave up (its deadline) or the mount is closing: whoever waits on
                 # these blocks is released now with an error, not left to find out alone.
@@ -490,6 +514,7 @@ class BlockCache:
         owned: list[tuple[int, BlockFlight]],
         background: bool,
         disk: bool,
+        keep: bool = True,
     ) -> bool:
         """Resolve our own flights from disk (unless `disk` is False) or the network; False
         when the product changed under the fetch."""
@@ -519,11 +544,11 @@ class BlockCache:
         run: list[tuple[int, BlockFlight]] = []
         for item in rest:
             if run and (item[0] != run[-1][0] + 1 or len(run) >= request_blocks):
-                if not await self._fetch_run(uri, version, file_size, run, background):
+                if not await self._fetch_run(uri, version, file_size, run, background, keep):
                     return False
                 run = []
             run.append(item)
-        return await self._fetch_run(uri, version, file_size, run, background)
+        return await self._fetch_run(uri, version, file_size, run, background, keep)
 
     async def _fetch_run(
         self,
@@ -532,9 +557,11 @@ class BlockCache:
         file_size: int,
         run: list[tuple[int, BlockFlight]],
         background: bool,
+        keep: bool = True,
     ) -> bool:
         """One range request for a run of consecutive blocks; False when the product changed
-        (or turned out to ignore ranges) and the read must start over."""
+        (or turned out to ignore ranges) and the read must start over. The blocks go to disk
+        unless `keep` is False."""
         counters = self.counters
         bs = self.block_size
         start = run[0][0] * bs
@@ -581,7 +608,8 @@ class BlockCache:
         for (index, flight), piece in zip(run, pieces, strict=True):
             self._resolve(uri, index, flight, current, piece)
             blocks.append((index, piece))
-        await self._store(current, blocks)
+        if keep:
+            await self._store(current, blocks)
         return True
 
     async def _store(self, version: Version, blocks: list[tuple[int, Block]]) -> None:

@@ -9,8 +9,10 @@ to: it queues calls on capacity limiters, counts and logs failures once, and rem
 products cannot be on disk yet.
 
 Rows are keyed by (dataURI, version identity, block index) and tagged by (dataURI, identity);
-a product's record (its last known size, ETag, Last-Modified) is a JSON row of its own. Nothing
-here is pickled on the way in; values are `Stored` references into run files, raw bytes (the
+a product's record (its last known size, ETag, Last-Modified) is a JSON row of its own, and so
+is what is derived from a version (its header text, `headers.py`): compressed, checksummed,
+tagged like the version's blocks so it goes with them. Nothing here is pickled on the way in;
+values are `Stored` references into run files, raw bytes (derived data, or blocks in the
 stock layout of earlier versions) or JSON text. Eviction is by store time: diskcache's
 "least-recently-used" turns every get into an SQLite write, and parallel readers then queued on
 the write lock (15 ms per 1 MiB block instead of 0.1 ms, docs/performance.md).
@@ -26,6 +28,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -55,6 +58,14 @@ ORPHAN_AGE = 3600.0
 DATABASE = diskcache.core.DBNAME
 # What `get_part` answers for a block without a row.
 ABSENT = object()
+# Derived data is kept in its row, compressed, when it fits below diskcache's threshold for
+# a file of its own (`disk_min_file_size`): never a file outside the run-file layout. Larger
+# data is not kept (it is made again when wanted).
+DERIVED_MAX_STORED = diskcache.DEFAULT_SETTINGS["disk_min_file_size"] - 1024
+# What a derived row may expand to (a header text of 1,000 HDUs is ~2.5 MB).
+DERIVED_MAX_BYTES = 16 << 20
+# Derived data waiting to be written behind its maker, at most (more is dropped, not kept).
+DERIVED_PENDING_MAX = 16 << 20
 
 
 def block_key(uri: str, identity: str, index: int) -> str:
@@ -67,6 +78,10 @@ def meta_key(uri: str) -> str:
 
 def tag_of(uri: str, identity: str) -> str:
     return json.dumps([uri, identity])
+
+
+def derived_key(uri: str, identity: str, kind: str) -> str:
+    return json.dumps(["d", uri, identity, kind])
 
 
 class BlockIndex:
@@ -192,6 +207,54 @@ class BlockIndex:
             self.db.delete(key, retry=True)
         except Exception as exc:
             self._failed("drop a block", exc)
+
+    def get_derived(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Derived data at `keys`: None where absent, or not proven by its checksum (the row
+        is then dropped and reported, as a block's)."""
+        out: list[bytes | None] = []
+        for key in keys:
+            try:
+                raw = self.db.get(key, default=None, retry=True)
+            except Exception as exc:
+                self._failed("read", exc)
+                raw = None
+            if isinstance(raw, io.IOBase):
+                raw.close()  # a file: not something this process writes
+                raw = b""
+            out.append(None if raw is None else self._unpacked(key, raw))
+        return out
+
+    def _unpacked(self, key: str, raw: object) -> bytes | None:
+        if isinstance(raw, bytes):
+            sums, mark, packed = raw.partition(b"\n")
+            if mark and checksums.verify(key, len(packed), sums.decode("latin-1"), packed):
+                expand = zlib.decompressobj()
+                try:
+                    data = expand.decompress(packed, DERIVED_MAX_BYTES)
+                    if expand.eof and not expand.unconsumed_tail:
+                        return data
+                except zlib.error:
+                    pass
+        self._drop(key, "failed its checksum")
+        return None
+
+    def put_derived(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Store derived data, (key, tag, data) each, in one transaction; data that does not
+        fit a row compressed (`DERIVED_MAX_STORED`) is skipped."""
+        rows = []
+        for key, tag, data in items:
+            packed = zlib.compress(data, 1)
+            if len(packed) + 64 <= DERIVED_MAX_STORED:
+                rows.append((key, tag, checksums.digest(key, packed).encode() + b"\n" + packed))
+        if not rows:
+            return
+        try:
+            with self._lock, self.db.transact(retry=True):
+                for key, tag, value in rows:
+                    if tag not in self._retired:
+                        self.db.set(key, value, tag=tag, retry=True)
+        except Exception as exc:
+            self._failed("write", exc)
 
     def put_batch(
         self, writes: Sequence[tuple[str, str, Sequence[tuple[int, Block]]]]
@@ -362,6 +425,9 @@ class DiskTier:
         # Version records not written yet (`note_meta`), the latest per product, and whether
         # a task is writing them.
         self._metas: dict[str, RemoteInfo] = {}
+        # Derived data not written yet (`note_derived`): key -> (tag, data), and its bytes.
+        self._derived: dict[str, tuple[str, bytes]] = {}
+        self._derived_bytes = 0
         self._writing_metas = False
         self._counters = counters
         self._read_limiter = trio.CapacityLimiter(readers)
@@ -369,6 +435,7 @@ class DiskTier:
         # Block writes and version lookups waiting for a thread go together (`batching.py`).
         self._put = Batched(self._write_limiter, self.index.put_batch)
         self._get_meta = Batched(self._read_limiter, self.index.get_metas)
+        self._get_derived = Batched(self._read_limiter, self.index.get_derived)
         self._failure_logged = False
         # Products without a record on disk when this process first looked, and the blocks it
         # has stored of them since: other blocks of theirs cannot be on disk (save for another
@@ -425,6 +492,27 @@ class DiskTier:
         docs/performance.md "Headers").
         """
         self._metas[uri] = info
+        self._write_behind()
+
+    async def get_derived(self, key: str) -> bytes | None:
+        """Derived data (`BlockIndex.get_derived`); lookups waiting for a reader go together."""
+        found = await self._get_derived(key)
+        self._count_failures()
+        return found
+
+    def note_derived(self, key: str, tag: str, data: bytes) -> None:
+        """Keep derived data on disk soon, written behind its maker as version records are;
+        dropped (made again when wanted) while `DERIVED_PENDING_MAX` bytes already wait."""
+        if self._derived_bytes + len(data) > DERIVED_PENDING_MAX:
+            return
+        old = self._derived.pop(key, None)
+        if old is not None:
+            self._derived_bytes -= len(old[1])
+        self._derived[key] = (tag, data)
+        self._derived_bytes += len(data)
+        self._write_behind()
+
+    def _write_behind(self) -> None:
         if not self._writing_metas:
             self._writing_metas = True
             try:
@@ -434,19 +522,26 @@ class DiskTier:
 
     async def _write_metas(self) -> None:
         try:
-            # Shielded: records taken from `_metas` are written, even by a closing cache.
+            # Shielded: what is taken from `_metas` and `_derived` is written, even by a
+            # closing cache.
             with trio.CancelScope(shield=True):
-                while self._metas:
+                while self._metas or self._derived:
                     async with self._write_limiter:
                         records, self._metas = list(self._metas.items()), {}
-                        await trio.to_thread.run_sync(self.index.put_metas, records)
+                        derived = [(key, *value) for key, value in self._derived.items()]
+                        self._derived, self._derived_bytes = {}, 0
+                        if records:
+                            await trio.to_thread.run_sync(self.index.put_metas, records)
+                        if derived:
+                            await trio.to_thread.run_sync(self.index.put_derived, derived)
                     self._count_failures()
         finally:
             self._writing_metas = False
 
     async def flush_metas(self) -> None:
-        """Write the records still waiting (a closing cache, after its background stopped)."""
-        if self._metas and not self._writing_metas:
+        """Write the records and derived data still waiting (a closing cache, after its
+        background stopped)."""
+        if (self._metas or self._derived) and not self._writing_metas:
             self._writing_metas = True
             await self._write_metas()
 

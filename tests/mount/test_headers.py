@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from mastfs.cache import HEADER_BLOCK_SIZE
+from mastfs.headers import WHOLE_MAX
+from mastfs.xattrs import XATTR_CACHED
 from tests.support import reads
 from tests.support.headers import GOLDEN_HEADERS, golden_name
 from tests.support.mounting import Mount, cleanup_stale_mounts, mounted
@@ -130,3 +132,28 @@ while not all(control.gets(uri) for uri in sys.argv[2:]):
         sys.exit("not fetched: " + " ".join(u for u in sys.argv[2:] if not control.gets(u)))
     time.sleep(0.1)
 """
+
+
+def test_a_small_products_text_is_kept_not_its_bytes_and_a_remount_reads_it_back(
+    tmp_path: Path, sim_url: str, sim: Sim
+) -> None:
+    """Products of at most `WHOLE_MAX` bytes (38 of program 10775's) are read whole for their
+    headers: the disk cache keeps their texts, not their bytes, and a remount serves the
+    texts from there without fetching a byte of the products."""
+    cache = tmp_path / "cache"
+    with mounted(tmp_path / "mnt", ["--program", "10775"], cache, server=sim_url) as m:
+        rows = [
+            r for r in fits_rows(m) if int(r["Size"]) <= WHOLE_MAX and r["Access"] == "PUBLIC"
+        ]
+        assert len(rows) >= 30
+        texts = {r["URI"]: reads.read_bytes(header_path(m, r)) for r in rows}
+        assert all(text.startswith(b"# HDU 0 PRIMARY") for text in texts.values())
+        assert all(sim.gets(uri) == 1 for uri in texts)
+        for row in rows:
+            product = m.path / row["Path"]
+            assert int(reads.getxattr(product, XATTR_CACHED.decode())) == 0, row["Filename"]
+    sim.reset_stats()
+    with mounted(tmp_path / "mnt", ["--program", "10775"], cache, server=sim_url) as m:
+        for row in rows:
+            assert reads.read_bytes(header_path(m, row)) == texts[row["URI"]], row["Filename"]
+        assert sum(sim.gets(uri) for uri in texts) == 0
