@@ -119,7 +119,7 @@ async def test_cache_failures_keep_their_errno_when_it_means_something(
     attr = await lookup_path(ops, f"JWST/{SEG1}/{SEG1}_rate.fits")
     info = await ops.open(attr.st_ino, os.O_RDONLY, ctx())
 
-    async def failing_read(*args: object) -> bytes:
+    async def failing_read(*args: object, **kwargs: object) -> bytes:
         raise raised
 
     monkeypatch.setattr(ops.core.cache, "read", failing_read)
