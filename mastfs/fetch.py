@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from mastfs import buffers
+from mastfs import buffers, trio_http
 from mastfs.link import Link, LinkEstimate
 
 log = logging.getLogger(__name__)
@@ -540,6 +540,14 @@ class Fetcher:
             min(timeout, self._low.window),
             ssl_context,
         )
+        # Range GETs to a plain-HTTP origin reached directly go from the trio thread
+        # (`trio_http`); a product redirected to TLS or through a proxy goes the
+        # worker-thread way from then on.
+        self._loop_pool = trio_http.Pool(
+            self._pool.connect_timeout, self._pool.read_timeout, MAX_IDLE_CONNECTIONS
+        )
+        self._loop_origins: dict[Origin, bool] = {}
+        self._threads_for: set[str] = set()
         self._counters_lock = threading.Lock()
         # Round trip and per-connection rate, from the range answers (under the lock).
         self._link = LinkEstimate()
@@ -573,6 +581,7 @@ class Fetcher:
 
     def close(self) -> None:
         self._pool.close()
+        self._loop_pool.close()
 
     # -- public operations -------------------------------------------------------------------
 
@@ -642,71 +651,116 @@ class Fetcher:
         progress = _Progress(None, seen=expected, request=length)
         known = size if size is not None else (expected.size if expected is not None else None)
 
+        def admit(answer: _Answer | trio_http.Answer, part: str, lo: int, hi: int) -> memoryview:
+            """Check an answer's head for bytes [lo, hi); the buffer its body goes into."""
+            if answer.status in (200, 206):
+                _check_body_headers(answer.headers, part)
+            if answer.status == 200:
+                total = _size_of(answer.headers, known, part)
+                raise RangeIgnored(f"{part}: server ignored Range", _info(answer.headers, total))
+            if answer.status != 206:
+                self._check_status(answer, dataURI, part)
+                raise BadResponse(f"{part}: unexpected status {answer.status}")
+            info = self._check_content_range(answer, part, lo, hi)
+            if progress.seen is not None and not progress.seen.same_content(info):
+                raise ContentChanged(f"{part}: content changed", info)
+            progress.seen = info
+            declared = _content_length(answer.headers)
+            if declared is not None and declared != hi - lo:
+                raise BadResponse(f"{part}: Content-Length {declared}, expected {hi - lo}")
+            if progress.view is None:
+                # Taken once the answer is known good (the previous range's buffer is back in
+                # the pool by then).
+                progress.view = buffers.take(length)
+            return progress.view
+
+        def settle(
+            part: str, lo: int, hi: int, got: tuple[int, str], sent: float, headed: float
+        ) -> None:
+            """Count a body's bytes; a cut one (or too slow) is kept and the rest asked for, in
+            smaller requests, on a fresh connection."""
+            received, stopped = got
+            self._count("bytes", received)
+            if not stopped:
+                with self._counters_lock:
+                    self._link.record(headed - sent, received, time.monotonic() - headed)
+            if received < hi - lo:
+                progress.got += received
+                progress.request = max(piece_size, progress.request // 2)
+                reason = stopped or "the connection ended"
+                raise _Retryable(
+                    f"{part}: body stopped after {received} of {hi - lo} bytes ({reason})",
+                    progressed=received > 0,
+                )
+
+        def done(view: memoryview) -> tuple[list[memoryview], RemoteInfo]:
+            # Nothing here keeps the buffer once its pieces are returned: it goes back to the
+            # pool when the caller lets them go.
+            progress.view = None
+            assert progress.seen is not None
+            return [view[i : i + piece_size] for i in range(0, length, piece_size)], progress.seen
+
+        def next_range() -> tuple[int, int, str, dict[str, str]]:
+            lo = start + progress.got
+            hi = min(end, lo + progress.request)
+            return lo, hi, f"GET {dataURI} bytes {lo}-{hi - 1}", {"Range": f"bytes={lo}-{hi - 1}"}
+
         def attempt() -> tuple[list[memoryview], RemoteInfo]:
             while True:
-                got = progress.got
-                lo = start + got
-                hi = min(end, lo + progress.request)
-                part = f"GET {dataURI} bytes {lo}-{hi - 1}"
+                lo, hi, part, asked = next_range()
                 sent = time.monotonic()
-                answer = self._open("GET", dataURI, {"Range": f"bytes={lo}-{hi - 1}"})
+                answer = self._open("GET", dataURI, asked)
                 headed = time.monotonic()
                 try:
-                    if answer.status in (200, 206):
-                        _check_body_headers(answer.headers, part)
-                    if answer.status == 200:
-                        total = _size_of(answer.headers, known, part)
-                        raise RangeIgnored(
-                            f"{part}: server ignored Range", _info(answer.headers, total)
-                        )
-                    if answer.status != 206:
-                        self._check_status(answer, dataURI, part)
-                        raise BadResponse(f"{part}: unexpected status {answer.status}")
-                    info = self._check_content_range(answer, part, lo, hi)
-                    if progress.seen is not None and not progress.seen.same_content(info):
-                        raise ContentChanged(f"{part}: content changed", info)
-                    progress.seen = info
-                    declared = _content_length(answer.headers)
-                    if declared is not None and declared != hi - lo:
-                        raise BadResponse(f"{part}: Content-Length {declared}, expected {hi - lo}")
-                    if progress.view is None:
-                        # Taken once the answer is known good (the previous range's buffer
-                        # is back in the pool by then).
-                        progress.view = buffers.take(length)
-                    view = progress.view
-                    received, stopped = answer.read_into(view[got : got + hi - lo], self._low)
-                    self._count("bytes", received)
-                    if not stopped:
-                        with self._counters_lock:
-                            self._link.record(headed - sent, received, time.monotonic() - headed)
-                    if received < hi - lo:
-                        # Cut (or too slow): keep what came, ask for the rest, in smaller
-                        # requests, on a fresh connection.
-                        progress.got += received
-                        progress.request = max(piece_size, progress.request // 2)
-                        reason = stopped or "the connection ended"
-                        raise _Retryable(
-                            f"{part}: body stopped after {received} of {hi - lo} bytes ({reason})",
-                            progressed=received > 0,
-                        )
-                    if declared is None and not answer.at_end():
+                    view = admit(answer, part, lo, hi)
+                    got = progress.got
+                    body = answer.read_into(view[got : got + hi - lo], self._low)
+                    settle(part, lo, hi, body, sent, headed)
+                    if _content_length(answer.headers) is None and not answer.at_end():
                         # Chunked or ended by the connection: more than the range is not the
                         # range, and nothing of it can be trusted.
                         raise _Retryable(f"{part}: body longer than {hi - lo} bytes")
-                    progress.got += received
+                    progress.got += body[0]
                 except BaseException:
                     answer.close()
                     raise
                 finally:
                     answer.finish()
                 if progress.got == length:
-                    # Nothing here keeps the buffer once its pieces are returned: it goes back
-                    # to the pool when the caller lets them go.
-                    progress.view = None
-                    assert progress.seen is not None
-                    pieces = [view[i : i + piece_size] for i in range(0, length, piece_size)]
-                    return pieces, progress.seen
+                    return done(view)
 
+        async def attempt_on_loop() -> tuple[list[memoryview], RemoteInfo]:
+            # `attempt`, its requests sent from the trio thread (`trio_http`).
+            while True:
+                if dataURI in self._threads_for:
+                    return await _in_thread(attempt)
+                lo, hi, part, asked = next_range()
+                sent = time.monotonic()
+                try:
+                    answer = await self._open_on_loop(dataURI, asked)
+                except trio_http.Unsupported:
+                    self._threads_for.add(dataURI)
+                    return await _in_thread(attempt)
+                headed = time.monotonic()
+                try:
+                    view = admit(answer, part, lo, hi)
+                    got = progress.got
+                    low = self._low
+                    body = await answer.read_into(view[got : got + hi - lo], low.rate, low.window)
+                    settle(part, lo, hi, body, sent, headed)
+                    if answer.length is None and not await answer.at_end():
+                        raise _Retryable(f"{part}: body longer than {hi - lo} bytes")
+                    progress.got += body[0]
+                except BaseException:
+                    answer.close()
+                    raise
+                finally:
+                    answer.finish()
+                if progress.got == length:
+                    return done(view)
+
+        if self._on_loop(dataURI):
+            return await self._retrying(what, attempt_on_loop, in_thread=False)
         return await self._retrying(what, attempt)
 
     async def get_whole(
@@ -787,20 +841,13 @@ class Fetcher:
     def _open(self, method: str, dataURI: str, headers: dict[str, str]) -> _Answer:
         """One request, following redirects by hand; the answer's body is still unread."""
         url = self.url_for(dataURI)
-        # Ranges count bytes of the stored file, not of a compressed transfer.
-        headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **headers}
-        with_token = self._token is not None and (
-            self._token_uris is None or dataURI in self._token_uris
-        )
+        with_token = self._may_send_token(dataURI)
         for _ in range(MAX_REDIRECTS + 1):
             origin = _origin(url)
             # Same scheme, host and port only; and once the chain has left the server's origin,
             # a hop back to it was chosen by the foreign host: no token for the rest of it.
             with_token = with_token and origin == self._origin
-            sent = dict(headers)
-            if with_token:
-                sent["Authorization"] = f"token {self._token}"
-            answer = self._request(origin, method, url, sent)
+            answer = self._request(origin, method, url, self._headers(headers, with_token))
             location = answer.headers.get("location")
             if not (answer.status in _REDIRECT_STATUS and location):
                 return answer
@@ -809,6 +856,60 @@ class Fetcher:
             self._count("redirects")
             log.debug("%s %s redirected to %s", method, dataURI, url.partition("?")[0])
         raise BadResponse(f"{method} {dataURI}: more than {MAX_REDIRECTS} redirects")
+
+    def _may_send_token(self, dataURI: str) -> bool:
+        return self._token is not None and (
+            self._token_uris is None or dataURI in self._token_uris
+        )
+
+    def _headers(self, headers: dict[str, str], with_token: bool) -> dict[str, str]:
+        # Ranges count bytes of the stored file, not of a compressed transfer.
+        sent = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **headers}
+        if with_token:
+            sent["Authorization"] = f"token {self._token}"
+        return sent
+
+    def _on_loop(self, dataURI: str) -> bool:
+        """Whether a range GET of the product goes from the trio thread (`trio_http`)."""
+        if dataURI in self._threads_for:
+            return False
+        return self._direct_http(_origin(self.url_for(dataURI)))
+
+    def _direct_http(self, origin: Origin) -> bool:
+        direct = self._loop_origins.get(origin)
+        if direct is None:
+            direct = origin[0] == "http" and _proxy_for(origin) is None
+            self._loop_origins[origin] = direct
+        return direct
+
+    async def _open_on_loop(self, dataURI: str, headers: dict[str, str]) -> trio_http.Answer:
+        """`_open` from the trio thread; `trio_http.Unsupported` when a redirect leads where
+        it does not go (TLS, a proxy)."""
+        url = self.url_for(dataURI)
+        with_token = self._may_send_token(dataURI)
+        for _ in range(MAX_REDIRECTS + 1):
+            origin = _origin(url)
+            if not self._direct_http(origin):
+                raise trio_http.Unsupported(f"a redirect to {origin[0]}://{origin[1]}")
+            with_token = with_token and origin == self._origin  # as in `_open`
+            parts = urllib.parse.urlsplit(url)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            self._count("attempts")
+            try:
+                answer = await self._loop_pool.request(
+                    origin, "GET", target, self._headers(headers, with_token)
+                )
+            except trio_http.TransportError as exc:
+                if exc.connect:
+                    raise _ConnectFailed(str(exc)) from exc
+                raise _Retryable(str(exc)) from exc
+            location = answer.headers.get("location")
+            if not (answer.status in _REDIRECT_STATUS and location):
+                return answer
+            answer.finish()
+            url = urllib.parse.urljoin(url, location)
+            self._count("redirects")
+        raise BadResponse(f"GET {dataURI}: more than {MAX_REDIRECTS} redirects")
 
     def _request(self, origin: Origin, method: str, url: str, headers: dict[str, str]) -> _Answer:
         while True:
@@ -827,7 +928,7 @@ class Fetcher:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
             return _Answer(self._pool, connection, response)
 
-    def _check_status(self, answer: _Answer, dataURI: str, what: str) -> None:
+    def _check_status(self, answer: _Answer | trio_http.Answer, dataURI: str, what: str) -> None:
         """Raise the domain error for a failed status; return for 2xx."""
         status = answer.status
         if 200 <= status < 300:
@@ -846,7 +947,9 @@ class Fetcher:
         raise FetchError(f"{what}: unexpected status {status}")
 
     @staticmethod
-    def _check_content_range(answer: _Answer, what: str, start: int, end: int) -> RemoteInfo:
+    def _check_content_range(
+        answer: _Answer | trio_http.Answer, what: str, start: int, end: int
+    ) -> RemoteInfo:
         header = answer.headers.get("content-range", "")
         match = _CONTENT_RANGE.match(header)
         if match is None or match.group(3) == "*":
