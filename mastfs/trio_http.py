@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ Origin = tuple[str, str, int]
 MAX_HEAD: Final = 64 << 10
 # Bytes one receive of a head asks for.
 HEAD_RECV: Final = 16 << 10
+# What a request target, header name and header value may not hold (http.client's rules).
+_UNSAFE_TARGET: Final = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_HEADER: Final = re.compile(r"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_UNSAFE_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class TransportError(Exception):
@@ -99,10 +104,7 @@ class Pool:
     ) -> Answer:
         """Send a request and read its answer's head. A kept-alive connection the server has
         closed since is not a failure: the request goes again on a new one."""
-        _, host, port = origin
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {_host_header(host, port)}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        request = _request_bytes(origin, method, target, headers)
         while True:
             connection, reused = self._take(origin)
             if connection is None:
@@ -358,6 +360,21 @@ def _content_length(headers: email.message.Message) -> int | None:
     if len(set(values)) != 1 or not values[0].strip().isdigit():
         return None
     return int(values[0])
+
+
+def _request_bytes(origin: Origin, method: str, target: str, headers: dict[str, str]) -> bytes:
+    """The request's head; `TransportError` for a target or header that would split it (a
+    redirect's `Location` with spaces or control characters, a token with a line break), as
+    http.client refuses them."""
+    _, host, port = origin
+    if _UNSAFE_TARGET.search(target):
+        raise TransportError(f"refusing to request {target[:80]!r}")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {_host_header(host, port)}"]
+    for name, value in headers.items():
+        if _UNSAFE_HEADER.search(name) or _UNSAFE_VALUE.search(value):
+            raise TransportError(f"refusing to send header {name[:40]!r}")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def _host_header(host: str, port: int) -> str:
