@@ -7,10 +7,10 @@ version of the product, so a text is never half of an old version and half of a 
 version change in the middle of a build starts it again, once). The reads go through the
 header cache, whose blocks are small (`HEADER_BLOCK_SIZE`): a header costs one such block,
 not a 1 MiB product block; a product of at most `WHOLE_MAX` bytes is read whole, in one
-request through the product cache, where its headers would cost a round trip each (its bytes
-are not written to disk: the text is what is kept). Texts are kept in memory by (product,
+request through the product cache, where its headers would cost a round trip each. The bytes
+read are not written to disk: the text is what is kept. Texts are kept in memory by (product,
 version), those read within `TEXT_MEMORY` bytes, those built ahead of the readers within
-`AHEAD_MEMORY` (`textmemory.py`), and on disk with the version's blocks
+`AHEAD_MEMORY` (`textmemory.py`), and on disk with the version
 (`BlockCache.keep_derived`, compressed and checksummed): a remount serves them from there.
 
 A folder of `headers/` that is listed (`listed`) and then read from (`reading`: a header text
@@ -162,9 +162,9 @@ class HeaderTexts:
             else:
                 # The rest of the cache block holding `at`: it is fetched whole anyway.
                 length = max(FITS_BLOCK, block - at % block)
-            # A small product's bytes are read for its headers, once: its text is what is
-            # kept, not 1-2 MiB of data a grep over `headers/` never asked for.
-            walk.feed(at, await self.core.read_product(opened, at, length, keep=not whole))
+            # The bytes are read for the text, once: the text is what is kept (`_build`), not
+            # 1-2 MiB of a small product's data nor a run file per header block.
+            walk.feed(at, await self.core.read_product(opened, at, length, keep=False))
         return render(walk.hdus)
 
     # -- ahead of the readers -----------------------------------------------------------------
