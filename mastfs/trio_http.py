@@ -218,7 +218,7 @@ class Answer:
         got = 0
         mark, mark_got = time.monotonic(), 0
         try:
-            with trio.fail_after(self._pool.read_timeout) as scope:
+            with trio.move_on_after(self._pool.read_timeout) as scope:
                 while got < want and not self._ended:
                     n = await self._receive(view[got:want])
                     if not n:
@@ -231,10 +231,10 @@ class Answer:
                         if got - mark_got < rate * (now - mark):
                             return self._stop(got, f"slower than {rate:g} bytes/s")
                         mark, mark_got = now, got
-        except trio.TooSlowError:
-            return self._stop(got, f"TimeoutError: no bytes within {self._pool.read_timeout:g} s")
         except (OSError, TransportError) as exc:
             return self._stop(got, f"{type(exc).__name__}: {exc}")
+        if scope.cancelled_caught:
+            return self._stop(got, f"TimeoutError: no bytes within {self._pool.read_timeout:g} s")
         if self._left is not None:
             self._left -= got
             if got < want:

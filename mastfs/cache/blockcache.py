@@ -296,8 +296,9 @@ class BlockCache:
 
         With `version` (an open file's), the bytes are of that version or the read fails with
         `VersionChanged`: never a mix of two. Within one block the answer may be a read-only
-        view of it (`Layout.assemble`). `keep=False`: what this read fetches stays in memory
-        and is not written to disk (bytes wanted once, for what is made of them).
+        view of it (`Layout.assemble`). `keep=False`: what this read fetches goes to its
+        readers only, neither to the memory tier nor to disk (bytes wanted once, for what is
+        made of them).
         """
         if offset < 0 or length < 0:
             raise ValueError(f"negative offset or length: {offset}, {length}")
@@ -500,9 +501,17 @@ class BlockCache:
         return out
 
     def _resolve(
-        self, uri: str, index: int, flight: BlockFlight | None, version: Version, data: Block
+        self,
+        uri: str,
+        index: int,
+        flight: BlockFlight | None,
+        version: Version,
+        data: Block,
+        keep: bool = True,
     ) -> None:
-        self.memory.put(version.memory_key(index), data)
+        """A block to whoever waits for it, and to the memory tier unless it is not kept."""
+        if keep:
+            self.memory.put(version.memory_key(index), data)
         if flight is not None:
             self.flights.resolve((uri, index), flight, (version.identity, data))
 
@@ -560,8 +569,8 @@ class BlockCache:
         keep: bool = True,
     ) -> bool:
         """One range request for a run of consecutive blocks; False when the product changed
-        (or turned out to ignore ranges) and the read must start over. The blocks go to disk
-        unless `keep` is False."""
+        (or turned out to ignore ranges) and the read must start over. The blocks go to memory
+        and disk unless `keep` is False."""
         counters = self.counters
         bs = self.block_size
         start = run[0][0] * bs
@@ -606,7 +615,7 @@ class BlockCache:
             return False
         blocks: list[tuple[int, Block]] = []
         for (index, flight), piece in zip(run, pieces, strict=True):
-            self._resolve(uri, index, flight, current, piece)
+            self._resolve(uri, index, flight, current, piece, keep)
             blocks.append((index, piece))
         if keep:
             await self._store(current, blocks)
