@@ -11,8 +11,6 @@ itself.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
@@ -24,12 +22,6 @@ from mastfs.cache.readahead import Policy, Shape, Stream, Streams, shape_for
 from mastfs.cache.tasks import Background
 from mastfs.cache.versions import Version
 from mastfs.link import Link
-
-# The readahead shape follows every sample of the link estimate for its first `SHAPE_EAGER`
-# samples, then at most every `SHAPE_INTERVAL` seconds: recomputing it after each of
-# thousands of small range answers (a `grep` over `headers/`) took 4% of the daemon's time.
-SHAPE_EAGER = 32
-SHAPE_INTERVAL = 0.25
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +60,6 @@ class Prefetcher:
         self._parallel_max = max(parallel, parallel_max)
         self._shape = Shape(policy.request_blocks, parallel)
         self._shaped_samples = 0
-        self._shaped_at = -math.inf
         # Readahead's requests on the network at once (`shape().parallel`).
         self.network = trio.CapacityLimiter(parallel)
 
@@ -77,10 +68,7 @@ class Prefetcher:
         link = self._link()
         if link is None or link.samples == self._shaped_samples:
             return self._shape
-        now = time.monotonic()
-        if link.samples > SHAPE_EAGER and now - self._shaped_at < SHAPE_INTERVAL:
-            return self._shape
-        self._shaped_samples, self._shaped_at = link.samples, now
+        self._shaped_samples = link.samples
         shape = shape_for(
             link,
             block_size=self.policy.block_size,
