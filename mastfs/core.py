@@ -127,8 +127,8 @@ class Core:
         self, opened: OpenFile, offset: int, length: int, *, keep: bool = True
     ) -> Block:
         """Up to `length` bytes at `offset` of the open file's version; a failure is shown in
-        the manifest until the product reads again. `keep=False`: the bytes fetched are not
-        written to the disk cache (`BlockCache.read`)."""
+        the manifest until the product reads again. `keep=False`: the bytes fetched go to this
+        read only, neither to the memory tier nor to the disk cache (`BlockCache.read`)."""
         product = opened.product
         if offset >= product.size:
             return b""

@@ -9,8 +9,8 @@ of daemon CPU a GET and 70 ms of hand-offs in each one's 236 ms; on the trio thr
 `grep -r` took 26 s instead of 46 and half the CPU (docs/performance.md, "Headers").
 
 Transport only: a connection pool, the request, the answer's head (status and headers, as an
-`email.message.Message` like http.client's) and a body framed by `Content-Length`, read into
-the caller's buffer (framed by `Content-Length`, by chunks or by the connection's end). What
+`email.message.Message` like http.client's) and the body, read into the caller's buffer
+(framed by `Content-Length`, by chunks or by the connection's end). What
 the answer means is the caller's to check, as for http.client's; redirects are the caller's
 to follow, and one to a place this transport does not go (TLS, a proxy) is `Unsupported`
 there. Plain `email` and `socket`: h11 would copy every body byte three times more, and these

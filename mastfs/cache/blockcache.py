@@ -197,7 +197,7 @@ class BlockCache:
         with trio.move_on_after(CLOSE_WRITE_GRACE):
             await self.budget.writes.wait_empty()
         await self._background.stop()
-        await self.disk.flush_metas()
+        await self.disk.flush_behind()
         log.debug("block cache %s: %s", self.directory, self.stats())
         await self.disk.close()
 

@@ -422,13 +422,13 @@ class DiskTier:
     ) -> None:
         self.index = index
         self._background = background
-        # Version records not written yet (`note_meta`), the latest per product, and whether
-        # a task is writing them.
+        # Version records not written yet (`note_meta`), the latest per product.
         self._metas: dict[str, RemoteInfo] = {}
         # Derived data not written yet (`note_derived`): key -> (tag, data), and its bytes.
         self._derived: dict[str, tuple[str, bytes]] = {}
         self._derived_bytes = 0
-        self._writing_metas = False
+        # Whether a task is writing those (`_write_pending`).
+        self._writing_behind = False
         self._counters = counters
         self._read_limiter = trio.CapacityLimiter(readers)
         self._write_limiter = trio.CapacityLimiter(DISK_WRITERS)
@@ -513,19 +513,23 @@ class DiskTier:
         self._write_behind()
 
     def _write_behind(self) -> None:
-        if not self._writing_metas:
-            self._writing_metas = True
+        if not self._writing_behind:
+            self._writing_behind = True
             try:
-                self._background.spawn(self._write_metas)
-            except RuntimeError:  # the cache is closing: `flush_metas` writes them
-                self._writing_metas = False
+                self._background.spawn(self._write_pending)
+            except RuntimeError:  # the cache is closing: `flush_behind` writes them
+                self._writing_behind = False
 
-    async def _write_metas(self) -> None:
+    @property
+    def _pending(self) -> bool:
+        return bool(self._metas or self._derived)
+
+    async def _write_pending(self) -> None:
         try:
             # Shielded: what is taken from `_metas` and `_derived` is written, even by a
             # closing cache.
             with trio.CancelScope(shield=True):
-                while self._metas or self._derived:
+                while self._pending:
                     async with self._write_limiter:
                         records, self._metas = list(self._metas.items()), {}
                         derived = [(key, *value) for key, value in self._derived.items()]
@@ -536,14 +540,14 @@ class DiskTier:
                             await trio.to_thread.run_sync(self.index.put_derived, derived)
                     self._count_failures()
         finally:
-            self._writing_metas = False
+            self._writing_behind = False
 
-    async def flush_metas(self) -> None:
+    async def flush_behind(self) -> None:
         """Write the records and derived data still waiting (a closing cache, after its
         background stopped)."""
-        if (self._metas or self._derived) and not self._writing_metas:
-            self._writing_metas = True
-            await self._write_metas()
+        if self._pending and not self._writing_behind:
+            self._writing_behind = True
+            await self._write_pending()
 
     async def cached_indices(self, uri: str, identity: str) -> set[int]:
         return await self._read(self.index.cached_indices, uri, identity)
